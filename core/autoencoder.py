@@ -1,0 +1,239 @@
+"""``DiffusionAutoencoder``: encoder + latent regularizer + flow decoder, modality agnostic.
+
+Data layout is ``(B, C, *spatial)`` with 1, 2 or 3 spatial dims; nothing here knows which.
+Encoders must expose ``in_channels``, ``spatial_dims`` and ``downsample_factor``; decoders are
+called as ``decoder(x_t, time_scale * t, z)`` and return ``u = x - (1 - sigma_min)·eps``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from core.flow.loss import flow_matching_loss, per_sample_mse
+from core.flow.path import FlowPath
+from core.flow.time_samplers import TimeSampler, UniformTimeSampler
+from core.latent.distribution import DecoderOutput, EncoderOutput
+from core.latent.noise_sync import NoiseSyncConfig, noise_sync
+from core.latent.regularizers import LatentRegularizer
+from core.latent.stats import LatentStats
+from core.loss_terms import LossInputs
+from core.samplers.grids import time_grid
+from core.samplers.solvers import initial_noise, solve
+
+__all__ = ["DiffusionAutoencoder", "SamplingConfig", "InputError"]
+
+
+class InputError(ValueError):
+    """Bad input to a tokenizer (shape, channels, non-finite values); the message names the fix."""
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Default decode settings (DiTo: 50 uniform Euler steps; SSDD: 8 power-2 steps)."""
+
+    num_steps: int = 50
+    grid: str = "uniform"
+    power: float = 2.0
+    solver: str = "euler"
+
+
+class DiffusionAutoencoder(nn.Module):
+    """A tokenizer whose decoder is a flow-matching model.
+
+    Args:
+        encoder: ``(B, C, *S) -> (B, raw_channels, *S/f)``.
+        regularizer: raw latent -> :class:`~core.latent.distribution.LatentDist` (+ penalty).
+        decoder: velocity network ``decoder(x_t, 1000·t, z)``.
+        path: flow path (``sigma_min``, time scale).
+        time_sampler: training time distribution.
+        noise_sync: noise-synchronization settings, or None to disable.
+        regularizer_weight: weight of the regularizer penalty (KL weight).
+        loss_terms: auxiliary terms by name, each ``(weight, module)``.
+        sampling: default decode settings.
+        latent_stats: scalar shift/scale for downstream generators.
+        config: the builder config this model was made from (stored by ``save_pretrained``).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        regularizer: LatentRegularizer,
+        decoder: nn.Module,
+        *,
+        path: FlowPath | None = None,
+        time_sampler: TimeSampler | None = None,
+        noise_sync: NoiseSyncConfig | None = None,
+        regularizer_weight: float = 1.0,
+        loss_terms: dict[str, tuple[float, nn.Module]] | None = None,
+        sampling: SamplingConfig | None = None,
+        latent_stats: LatentStats | None = None,
+        config: Any = None,
+    ) -> None:
+        super().__init__()
+        for attr in ("in_channels", "spatial_dims", "downsample_factor"):
+            if not hasattr(encoder, attr):
+                raise TypeError(f"encoder {type(encoder).__name__} must define '{attr}'")
+        self.encoder, self.regularizer, self.decoder = encoder, regularizer, decoder
+        self.path = path or FlowPath()
+        self.time_sampler = time_sampler or UniformTimeSampler()
+        self.noise_sync = noise_sync
+        self.regularizer_weight = regularizer_weight
+        loss_terms = loss_terms or {}
+        self.loss_terms = nn.ModuleDict({name: module for name, (_, module) in loss_terms.items()})
+        self.loss_weights = {name: float(weight) for name, (weight, _) in loss_terms.items()}
+        self.sampling = sampling or SamplingConfig()
+        self.latent_stats = latent_stats or LatentStats()
+        self.config = config
+
+    # ----------------------------------------------------------------------------------- shapes
+    @property
+    def in_channels(self) -> int:
+        return int(self.encoder.in_channels)
+
+    @property
+    def spatial_dims(self) -> int:
+        return int(self.encoder.spatial_dims)
+
+    @property
+    def downsample_factor(self) -> int:
+        return int(self.encoder.downsample_factor)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.encoder.out_channels) // self.regularizer.raw_channels_per_latent
+
+    def latent_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Latent shape for an input shape ``(B, C, *S)`` (or ``(C, *S)``)."""
+        batch, spatial = input_shape[:-self.spatial_dims - 1], input_shape[-self.spatial_dims:]
+        return (*batch, self.latent_channels, *(s // self.downsample_factor for s in spatial))
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise :class:`InputError` with the fix when ``x`` cannot be encoded."""
+        want = 2 + self.spatial_dims
+        if x.ndim != want:
+            raise InputError(
+                f"expected a (B, C, {self.spatial_dims} spatial dims) tensor with {want} dims, got shape "
+                f"{tuple(x.shape)}; add a batch dim with x[None] or check the modality"
+            )
+        if x.shape[1] != self.in_channels:
+            raise InputError(
+                f"expected {self.in_channels} channels, got {x.shape[1]} (shape {tuple(x.shape)}); "
+                f"convert the input (e.g. grayscale -> RGB with x.expand(-1, 3, ...)) or use a tokenizer "
+                f"built with in_channels={x.shape[1]}"
+            )
+        f = self.downsample_factor
+        bad = [s for s in x.shape[2:] if s % f]
+        if bad:
+            fixed = tuple((s // f) * f for s in x.shape[2:])
+            raise InputError(
+                f"spatial size {tuple(x.shape[2:])} is not divisible by the encoder stride {f}; "
+                f"crop or pad to a multiple of {f}, e.g. {fixed}"
+            )
+        if not torch.isfinite(x).all():
+            raise InputError("input contains NaN or Inf values; clean the data (e.g. torch.nan_to_num) before encoding")
+
+    # ----------------------------------------------------------------------------------- API
+    def encode(self, x: Tensor) -> EncoderOutput:
+        """Encode data ``(B, C, *S)`` in [-1, 1] to a latent distribution ``(B, C_z, *S/f)``."""
+        self.check_input(x)
+        return EncoderOutput(latent_dist=self.regularizer(self.encoder(x)))
+
+    def velocity(self, x_t: Tensor, t: Tensor, z: Tensor) -> Tensor:
+        """Network output ``u`` at data-space time ``t`` in [0, 1] (scaled here by the path)."""
+        return self.decoder(x_t, self.path.network_time(t), z)
+
+    @torch.no_grad()
+    def decode(
+        self,
+        z: Tensor,
+        num_steps: int | None = None,
+        *,
+        grid: str | None = None,
+        generator: torch.Generator | None = None,
+        solver: str | None = None,
+        noise: Tensor | None = None,
+    ) -> DecoderOutput:
+        """Sample data from latents ``z`` by integrating the flow ODE from t = 1 to 0.
+
+        Args:
+            z: latents ``(B, C_z, *S/f)`` (tokenizer space, not normalised for generators).
+            num_steps: solver steps (default from ``self.sampling``).
+            grid: ``"uniform"`` or ``"power"``.
+            generator: seeds the initial noise, making decoding deterministic.
+            solver: ``"euler"`` or ``"heun"``.
+            noise: explicit initial noise (overrides ``generator``).
+        """
+        if z.ndim != 2 + self.spatial_dims or z.shape[1] != self.latent_channels:
+            raise InputError(
+                f"expected latents of shape (B, {self.latent_channels}, {self.spatial_dims} spatial dims), got {tuple(z.shape)}"
+            )
+        if not torch.isfinite(z).all():
+            raise InputError("latents contain NaN or Inf values")
+        cfg = self.sampling
+        steps = num_steps or cfg.num_steps
+        times = time_grid(steps, grid or cfg.grid, power=cfg.power, device=z.device)
+        shape = (z.shape[0], self.in_channels, *(s * self.downsample_factor for s in z.shape[2:]))
+        x_init = noise if noise is not None else initial_noise(shape, generator=generator, device=z.device, dtype=z.dtype)
+        out = solve(solver or cfg.solver, lambda x, t, c: self.velocity(x, t, c), x_init, times, z)
+        return DecoderOutput(sample=out.sample, num_function_evals=out.num_function_evals)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor, num_steps: int | None = None, *, sample_posterior: bool = False, **decode_kwargs: Any) -> DecoderOutput:
+        """Encode then decode; uses the latent mode unless ``sample_posterior``."""
+        dist = self.encode(x).latent_dist
+        z = dist.sample(decode_kwargs.get("generator")) if sample_posterior else dist.mode()
+        return self.decode(z, num_steps, **decode_kwargs)
+
+    def training_losses(self, x: Tensor, *, generator: torch.Generator | None = None, reference: Tensor | None = None) -> dict[str, Tensor]:
+        """One flow-matching training forward.
+
+        Returns:
+            ``loss`` (weighted total), ``fm``, ``regularizer`` and every auxiliary term by name
+            (scalars), plus ``t`` and ``fm_per_sample`` ``(B,)`` for per-time monitoring.
+        """
+        dist = self.encode(x).latent_dist  # validates x
+        z = dist.sample(generator)  # (B, C_z, *S/f)
+        if self.noise_sync is not None and self.noise_sync.p > 0:
+            synced = noise_sync(z, path=self.path, config=self.noise_sync, generator=generator)
+            z, t = synced.z, synced.t
+        else:
+            t = self.time_sampler(x.shape[0], device=x.device, generator=generator)
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        ps = self.path.sample(x=x, noise=noise, t=t)
+        u = self.velocity(ps.x_t, t, z)  # (B, C, *S)
+        fm_per_sample = per_sample_mse(u, ps.target)
+        losses: dict[str, Tensor] = {"fm": fm_per_sample.mean()}
+        total = losses["fm"]
+        penalty = self.regularizer.penalty(dist)
+        losses["regularizer"] = penalty
+        total = total + self.regularizer_weight * penalty
+        if len(self.loss_terms):
+            inputs = LossInputs(
+                x=x, reference=x if reference is None else reference, x_t=ps.x_t, t=t, prediction=u,
+                x0_hat=self.path.data_estimate(x_t=ps.x_t, t=t, u=u), z=z,
+            )
+            for name, term in self.loss_terms.items():
+                losses[name] = term(inputs)
+                total = total + self.loss_weights[name] * losses[name]
+        losses["loss"] = total
+        losses["t"] = t.detach()
+        losses["fm_per_sample"] = fm_per_sample.detach()
+        return losses
+
+    # ----------------------------------------------------------------------------------- I/O
+    def save_pretrained(self, directory: str, **kwargs: Any) -> Any:
+        """Write ``config.json`` + ``model.safetensors`` (see :mod:`core.pretrained`)."""
+        from core.pretrained import save_pretrained
+
+        return save_pretrained(self, directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, directory: str, **kwargs: Any) -> "DiffusionAutoencoder":
+        """Rebuild from a ``save_pretrained`` folder (see :mod:`core.pretrained`)."""
+        from core.pretrained import from_pretrained
+
+        return from_pretrained(directory, **kwargs)

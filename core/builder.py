@@ -1,0 +1,146 @@
+"""Build a :class:`DiffusionAutoencoder` from a plain, serialisable config.
+
+The config names components by registry name plus keyword arguments (never import paths), so it
+is stored verbatim in ``config.json`` and in Lightning checkpoints.
+
+Builder contract: encoders are created with ``spatial_dims``, ``in_channels`` and ``out_channels``
+(= ``latent_channels`` x the regularizer's ``raw_channels_per_latent``); decoders with
+``spatial_dims``, ``in_channels``, ``latent_channels`` and ``upsample_factor`` (the encoder's
+``downsample_factor``); both also receive their ``kwargs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from core.autoencoder import DiffusionAutoencoder, SamplingConfig
+from core.flow.path import FlowPath
+from core.latent.noise_sync import NoiseSyncConfig
+from core.latent.stats import LatentStats
+from core.registry import DECODERS, ENCODERS, LOSS_TERMS, REGULARIZERS, TIME_SAMPLERS
+
+__all__ = ["ComponentConfig", "LossTermConfig", "AutoencoderConfig", "build_autoencoder", "config_from_dict"]
+
+
+@dataclass
+class ComponentConfig:
+    """A registered component: registry ``name`` and constructor ``kwargs``."""
+
+    name: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossTermConfig:
+    """An auxiliary loss term (registry name is the key in ``AutoencoderConfig.loss_terms``)."""
+
+    weight: float = 1.0
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AutoencoderConfig:
+    """Everything needed to rebuild a tokenizer's architecture and objective."""
+
+    modality: str = "image"
+    spatial_dims: int = 2
+    in_channels: int = 3
+    latent_channels: int = 4
+    encoder: ComponentConfig = field(default_factory=lambda: ComponentConfig("conv_encoder"))
+    decoder: ComponentConfig = field(default_factory=lambda: ComponentConfig("unet_decoder"))
+    regularizer: ComponentConfig = field(default_factory=lambda: ComponentConfig("layernorm"))
+    regularizer_weight: float = 1.0  # KL weight for the "kl" regularizer (SSDD: 1e-6)
+    sigma_min: float = 1e-5  # DiTo 1e-5, SSDD 0
+    time_sampler: ComponentConfig = field(default_factory=lambda: ComponentConfig("uniform"))
+    noise_sync_p: float = 0.0  # DiTo noise sync: 0.1; 0 disables it
+    noise_sync_tau_max: float = 1.0
+    loss_terms: dict[str, LossTermConfig] = field(default_factory=dict)
+    sample_steps: int = 50
+    sample_grid: str = "uniform"
+    sample_grid_power: float = 2.0
+    sample_solver: str = "euler"
+    latent_shift: float = 0.0
+    latent_scale: float = 1.0
+
+
+def _plain(obj: Any) -> Any:
+    """OmegaConf containers / dataclasses -> plain python (for kwargs and JSON)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(obj, (DictConfig, ListConfig)):
+            return OmegaConf.to_container(obj, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf ships with hydra
+        pass
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    return obj
+
+
+def config_from_dict(data: dict[str, Any]) -> AutoencoderConfig:
+    """Inverse of ``asdict(config)``; unknown keys raise so typos and newer files are caught."""
+    data = dict(_plain(data))
+    known = set(AutoencoderConfig.__dataclass_fields__)
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown autoencoder config keys {sorted(unknown)}; known: {sorted(known)}")
+    for key in ("encoder", "decoder", "regularizer", "time_sampler"):
+        if key in data and isinstance(data[key], dict):
+            data[key] = ComponentConfig(**data[key])
+    if "loss_terms" in data:
+        data["loss_terms"] = {k: LossTermConfig(**v) if isinstance(v, dict) else v for k, v in data["loss_terms"].items()}
+    return AutoencoderConfig(**data)
+
+
+def build_autoencoder(config: AutoencoderConfig | dict[str, Any]) -> DiffusionAutoencoder:
+    """Instantiate encoder, regularizer, decoder and objective from ``config``."""
+    if not isinstance(config, AutoencoderConfig):
+        config = config_from_dict(config)
+    regularizer = REGULARIZERS.create(config.regularizer.name, **_plain(config.regularizer.kwargs))
+    encoder = ENCODERS.create(
+        config.encoder.name,
+        spatial_dims=config.spatial_dims,
+        in_channels=config.in_channels,
+        out_channels=config.latent_channels * regularizer.raw_channels_per_latent,
+        **_plain(config.encoder.kwargs),
+    )
+    decoder = DECODERS.create(
+        config.decoder.name,
+        spatial_dims=config.spatial_dims,
+        in_channels=config.in_channels,
+        latent_channels=config.latent_channels,
+        upsample_factor=encoder.downsample_factor,
+        **_plain(config.decoder.kwargs),
+    )
+    loss_terms = {
+        name: (term.weight, LOSS_TERMS.create(name, **_plain(term.kwargs)))
+        for name, term in _plain_terms(config.loss_terms).items()
+        if term.weight != 0
+    }
+    noise_sync = NoiseSyncConfig(p=config.noise_sync_p, tau_max=config.noise_sync_tau_max) if config.noise_sync_p > 0 else None
+    return DiffusionAutoencoder(
+        encoder,
+        regularizer,
+        decoder,
+        path=FlowPath(sigma_min=config.sigma_min),
+        time_sampler=TIME_SAMPLERS.create(config.time_sampler.name, **_plain(config.time_sampler.kwargs)),
+        noise_sync=noise_sync,
+        regularizer_weight=config.regularizer_weight,
+        loss_terms=loss_terms,
+        sampling=SamplingConfig(
+            num_steps=config.sample_steps, grid=config.sample_grid, power=config.sample_grid_power, solver=config.sample_solver
+        ),
+        latent_stats=LatentStats(shift=config.latent_shift, scale=config.latent_scale),
+        config=config,
+    )
+
+
+def _plain_terms(terms: Any) -> dict[str, LossTermConfig]:
+    out = {}
+    for name, term in dict(terms).items():
+        if isinstance(term, LossTermConfig):
+            out[name] = term
+        else:
+            out[name] = LossTermConfig(**_plain(term))
+    return out

@@ -1,0 +1,25 @@
+"""Dimension-generic reference networks registered as ``conv_encoder`` and ``unet_decoder``.
+
+They are modality agnostic (``spatial_dims`` = 1, 2 or 3); modality plugins register named sizes
+on top of them (e.g. the image plugin's quickstart tokenizer).
+"""
+
+from __future__ import annotations
+
+from core.nets.conv_encoder import ConvEncoder
+from core.nets.unet_decoder import UNetDecoder
+from core.registry import DECODERS, ENCODERS
+
+__all__ = ["ConvEncoder", "UNetDecoder"]
+
+
+@ENCODERS.register("conv_encoder")
+def conv_encoder(**kwargs) -> ConvEncoder:
+    """LDM-style conv encoder; see :class:`ConvEncoder` for arguments."""
+    return ConvEncoder(**kwargs)
+
+
+@DECODERS.register("unet_decoder")
+def unet_decoder(**kwargs) -> UNetDecoder:
+    """Consistency-decoder-style flow UNet; see :class:`UNetDecoder` for arguments."""
+    return UNetDecoder(**kwargs)

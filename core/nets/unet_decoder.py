@@ -1,0 +1,135 @@
+"""Consistency-decoder-style flow UNet (DiTo's decoder family), generic over 1-D/2-D/3-D.
+
+Input is ``x_t`` concatenated on channels with the latent ``z`` nearest-upsampled to the data
+resolution; the time ``1000·t`` enters through sinusoidal features + MLP and modulates the second
+GroupNorm of every block as ``GN(h)·(1 + scale) + shift``. No attention. Stage widths
+``stage_channels`` (DiTo: c0, c1, c2, c2), ``down_blocks`` ResBlocks per down stage followed by
+a resampling block, ``mid_blocks`` in the middle, ``up_blocks`` per up stage each concatenating
+one skip (the stem output and every down-block output, resampling blocks included, are skips).
+The output is the velocity-type prediction ``u`` with ``out_channels`` channels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core.nets.layers import SinusoidalTimeEmbedding, avg_pool_nd, check_spatial_dims, conv_nd, group_norm
+
+__all__ = ["UNetDecoder"]
+
+
+class TimeResBlock(nn.Module):
+    """ResBlock with time scale/shift on the second norm; optional ×2 down/up resampling."""
+
+    def __init__(self, dims: int, c_in: int, c_out: int, t_dim: int, num_groups: int, resample: str = "none") -> None:
+        super().__init__()
+        self.resample = resample
+        self.norm1 = group_norm(c_in, num_groups)
+        self.conv1 = conv_nd(dims, c_in, c_out, 3, padding=1)
+        self.t_proj = nn.Linear(t_dim, 2 * c_out)
+        self.norm2 = group_norm(c_out, num_groups)
+        self.conv2 = conv_nd(dims, c_out, c_out, 3, padding=1)
+        self.skip = conv_nd(dims, c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def _resample(self, x: Tensor) -> Tensor:
+        if self.resample == "down":
+            return avg_pool_nd(x, 2)
+        if self.resample == "up":
+            return F.interpolate(x, scale_factor=2.0, mode="nearest")
+        return x
+
+    def forward(self, x: Tensor, t_emb: Tensor) -> Tensor:
+        h = self.conv1(self._resample(F.silu(self.norm1(x))))
+        scale, shift = self.t_proj(F.silu(t_emb)).chunk(2, dim=1)  # (B, c_out) each
+        shape = (h.shape[0], h.shape[1]) + (1,) * (h.ndim - 2)
+        h = self.norm2(h) * (1 + scale.reshape(shape)) + shift.reshape(shape)
+        h = self.conv2(F.silu(h))
+        return self.skip(self._resample(x)) + h
+
+
+class UNetDecoder(nn.Module):
+    """Flow decoder ``u = D(x_t, 1000·t, z)``.
+
+    Args:
+        spatial_dims: 1, 2 or 3.
+        in_channels: data channels (also the output channels).
+        latent_channels: channels of z.
+        upsample_factor: data / latent resolution ratio (the encoder's reduction).
+        stage_channels: width per resolution stage.
+        down_blocks, mid_blocks, up_blocks: ResBlocks per down stage / middle / up stage.
+        pe_dim, t_dim: sinusoidal feature count and time-embedding width.
+        num_groups: GroupNorm groups (reduced automatically for narrow layers).
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 3,
+        latent_channels: int = 4,
+        upsample_factor: int = 8,
+        stage_channels: tuple[int, ...] = (128, 256, 512, 512),
+        down_blocks: int = 3,
+        mid_blocks: int = 2,
+        up_blocks: int = 4,
+        pe_dim: int = 320,
+        t_dim: int = 1280,
+        num_groups: int = 32,
+    ) -> None:
+        super().__init__()
+        check_spatial_dims(spatial_dims)
+        d, g = spatial_dims, num_groups
+        self.spatial_dims, self.in_channels, self.latent_channels = d, in_channels, latent_channels
+        self.upsample_factor = upsample_factor
+        self.time_embed = SinusoidalTimeEmbedding(pe_dim, t_dim)
+        self.stem = conv_nd(d, in_channels + latent_channels, stage_channels[0], 3, padding=1)
+
+        skip_channels = [stage_channels[0]]
+        self.down = nn.ModuleList()
+        c = stage_channels[0]
+        for i, width in enumerate(stage_channels):
+            for _ in range(down_blocks):
+                self.down.append(TimeResBlock(d, c, width, t_dim, g))
+                c = width
+                skip_channels.append(c)
+            if i != len(stage_channels) - 1:
+                self.down.append(TimeResBlock(d, c, c, t_dim, g, resample="down"))
+                skip_channels.append(c)
+        self.mid = nn.ModuleList(TimeResBlock(d, c, c, t_dim, g) for _ in range(mid_blocks))
+        self.up = nn.ModuleList()
+        self.up_concat: list[bool] = []  # True for blocks that consume a skip
+        for i in reversed(range(len(stage_channels))):
+            width = stage_channels[i]
+            for _ in range(up_blocks):
+                self.up.append(TimeResBlock(d, c + skip_channels.pop(), width, t_dim, g))
+                self.up_concat.append(True)
+                c = width
+            if i != 0:
+                self.up.append(TimeResBlock(d, c, c, t_dim, g, resample="up"))
+                self.up_concat.append(False)
+        if skip_channels:
+            raise ValueError(
+                f"UNet topology leaves {len(skip_channels)} unused skips: up_blocks must equal down_blocks + 1"
+            )
+        self.norm_out = group_norm(c, g)
+        self.conv_out = conv_nd(d, c, in_channels, 3, padding=1)
+
+    def forward(self, x_t: Tensor, t: Tensor, z: Tensor) -> Tensor:
+        """``x_t`` (B, C, *S), network time ``t`` (B,) (already ×1000), ``z`` (B, C_z, *S/f)."""
+        z_up = F.interpolate(z.to(x_t.dtype), scale_factor=float(self.upsample_factor), mode="nearest")
+        if z_up.shape[2:] != x_t.shape[2:]:
+            raise ValueError(f"latent {tuple(z.shape)} does not match x_t {tuple(x_t.shape)} at factor {self.upsample_factor}")
+        t_emb = self.time_embed(t)  # (B, t_dim)
+        h = self.stem(torch.cat([x_t, z_up], dim=1))  # (B, c0, *S)
+        skips = [h]
+        for block in self.down:
+            h = block(h, t_emb)
+            skips.append(h)
+        for block in self.mid:
+            h = block(h, t_emb)
+        for block, concat in zip(self.up, self.up_concat):
+            if concat:
+                h = torch.cat([h, skips.pop()], dim=1)
+            h = block(h, t_emb)
+        return self.conv_out(F.silu(self.norm_out(h)))  # (B, C, *S)

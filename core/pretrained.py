@@ -1,0 +1,130 @@
+"""``save_pretrained`` / ``from_pretrained``: ``config.json`` + ``model.safetensors``.
+
+Loading never unpickles: tensors come from safetensors and the architecture is rebuilt from
+registry names in ``config.json``. Mismatches raise :class:`CheckpointMismatchError` naming the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from core.autoencoder import DiffusionAutoencoder
+from core.builder import AutoencoderConfig, build_autoencoder, config_from_dict
+
+__all__ = ["CheckpointMismatchError", "save_pretrained", "from_pretrained", "load_state_dict_strict", "FORMAT_VERSION"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the requested modality or architecture."""
+
+
+def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str = "checkpoint") -> None:
+    """Load ``state`` into ``model`` requiring identical keys and shapes, with a readable report."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shape:
+        def head(keys: list[str]) -> str:
+            return ", ".join(keys[:8]) + (f" … (+{len(keys) - 8})" if len(keys) > 8 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing: {head(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected: {head(unexpected)}")
+        if shape:
+            parts.append("shape mismatch: " + head([f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shape]))
+        raise CheckpointMismatchError(
+            f"{source} does not match this architecture ({'; '.join(parts)}). Load it with the config it was "
+            f"saved with (from_pretrained rebuilds it from config.json) or start from a fresh model."
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def save_pretrained(model: DiffusionAutoencoder, directory: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` (atomically) to ``directory``."""
+    if not isinstance(model.config, AutoencoderConfig):
+        raise ValueError("save_pretrained needs a model built by core.builder.build_autoencoder (model.config is missing)")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    config = replace(model.config, latent_shift=model.latent_stats.shift, latent_scale=model.latent_stats.scale)
+    meta = {
+        "format": "difftok",
+        "format_version": FORMAT_VERSION,
+        "class": type(model).__name__,
+        "modality": config.modality,
+        "latent": {
+            "channels": model.latent_channels,
+            "spatial_dims": model.spatial_dims,
+            "downsample_factor": model.downsample_factor,
+            "shift": config.latent_shift,
+            "scale": config.latent_scale,
+        },
+        "autoencoder": asdict(config),
+        "extra": extra or {},
+    }
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{WEIGHTS_NAME}.")
+    os.close(fd)
+    save_file(state, tmp, metadata={"format": "pt", "difftok_format_version": str(FORMAT_VERSION)})
+    os.replace(tmp, out / WEIGHTS_NAME)
+    _atomic_write_bytes(out / CONFIG_NAME, json.dumps(meta, indent=2, sort_keys=True).encode())
+    return out
+
+
+def read_pretrained_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed ``config.json`` of a pretrained folder."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: expected a folder written by save_pretrained")
+    meta = json.loads(path.read_text())
+    if meta.get("format") != "difftok":
+        raise CheckpointMismatchError(f"{path} is not a difftok config (format={meta.get('format')!r})")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointMismatchError(f"{path} has format_version {meta['format_version']}; upgrade difftok to read it")
+    return meta
+
+
+def from_pretrained(
+    directory: str | os.PathLike[str],
+    *,
+    modality: str | None = None,
+    map_location: str | torch.device = "cpu",
+) -> DiffusionAutoencoder:
+    """Rebuild a tokenizer from ``directory``; ``modality`` asserts which modality it must be."""
+    meta = read_pretrained_config(directory)
+    config = config_from_dict(meta["autoencoder"])
+    if modality is not None and config.modality != modality:
+        raise CheckpointMismatchError(
+            f"{directory} holds a '{config.modality}' tokenizer but a '{modality}' one was requested; "
+            f"point to a {modality} checkpoint or load it with modality='{config.modality}'"
+        )
+    model = build_autoencoder(config)
+    weights = Path(directory) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} not found")
+    load_state_dict_strict(model, load_file(str(weights), device=str(map_location)), source=str(weights))
+    return model.eval()

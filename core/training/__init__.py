@@ -1,0 +1,1 @@
+"""Training stack: structured configs, the thin LightningModule, callbacks and ``train(cfg)``."""

@@ -1,0 +1,109 @@
+"""Thin LightningModule: wires a :class:`DiffusionAutoencoder` to Lightning. No math here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from core.autoencoder import DiffusionAutoencoder
+from core.ema import EMA
+from core.flow.loss import TimeBucketLoss
+from core.pretrained import CheckpointMismatchError
+from core.training.config import EMAConfig, OptimConfig
+from core.training.optim import build_optimizer
+
+__all__ = ["TokenizerModule", "NonFiniteLossError"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a loss term becomes NaN/Inf; stops the run with the step number."""
+
+
+def batch_data(batch: Any) -> Tensor:
+    """The data tensor of a batch (a tensor, or a dict with key ``"x"``)."""
+    if isinstance(batch, dict):
+        return batch["x"]
+    if isinstance(batch, (list, tuple)):
+        return batch[0]
+    return batch
+
+
+class TokenizerModule(L.LightningModule):
+    """Trains ``autoencoder.training_losses`` with an optional EMA and a per-t loss monitor.
+
+    Args:
+        autoencoder: the model (built by :func:`core.builder.build_autoencoder`).
+        optim: optimiser settings.
+        ema: EMA settings.
+        loss_buckets: number of time buckets for the ``loss_t*`` monitor.
+    """
+
+    def __init__(self, autoencoder: DiffusionAutoencoder, optim: OptimConfig, ema: EMAConfig | None = None, loss_buckets: int = 10) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+        self.optim_config = optim
+        self.ema = EMA(autoencoder, ema.decay, ema.start_step, ema.warmup) if ema is not None and ema.enabled else None
+        self.loss_by_time = TimeBucketLoss(loss_buckets)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return build_optimizer(self.autoencoder, self.optim_config)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        losses = self.autoencoder.training_losses(batch_data(batch))
+        scalars = {k: v for k, v in losses.items() if v.ndim == 0}
+        if not torch.isfinite(torch.stack([v.detach().float() for v in scalars.values()])).all():
+            bad = {k: float(v) for k, v in scalars.items() if not torch.isfinite(v)}
+            raise NonFiniteLossError(
+                f"non-finite loss at step {self.global_step}: {bad}. Lower the learning rate, enable gradient "
+                f"clipping (optim.grad_clip) or check the data for corrupt samples; resume from the last checkpoint."
+            )
+        self.loss_by_time.update(losses["t"], losses["fm_per_sample"])
+        self.log_dict({f"train/{k}": v.detach() for k, v in scalars.items()}, prog_bar=False, on_step=True, on_epoch=False)
+        self.log("loss", scalars["loss"].detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
+            by_t = self.loss_by_time.compute()
+            self.log_dict({f"train_t/{k}": v for k, v in by_t.items() if torch.isfinite(v)}, on_step=True, on_epoch=False)
+            self.loss_by_time.reset()
+        return losses["loss"]
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.autoencoder, self.global_step)
+
+    def export_state_dict(self) -> dict[str, Tensor]:
+        """Weights to export: the EMA average when enabled, else the live weights."""
+        if self.ema is not None:
+            return self.ema.averaged_state_dict(self.autoencoder)
+        return {k: v.detach().clone() for k, v in self.autoencoder.state_dict().items()}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        config = self.autoencoder.config
+        checkpoint["difftok"] = {"autoencoder": asdict(config) if config is not None else None}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = (checkpoint.get("difftok") or {}).get("autoencoder")
+        config = self.autoencoder.config
+        if saved is None or config is None:
+            return
+        current = asdict(config)
+        arch_keys = ("modality", "spatial_dims", "in_channels", "latent_channels", "encoder", "decoder", "regularizer")
+        diff = [k for k in arch_keys if _normalise(saved.get(k)) != _normalise(current.get(k))]
+        if diff:
+            details = "; ".join(f"{k}: checkpoint={saved.get(k)!r} vs config={current.get(k)!r}" for k in diff)
+            raise CheckpointMismatchError(
+                f"cannot resume: the checkpoint was trained with a different model ({details}). Resume with the "
+                f"recipe/overrides it was trained with, or start a fresh run (trainer.resume=null, new output_dir)."
+            )
+
+
+def _normalise(value: Any) -> Any:
+    """Tuples and lists compare equal (JSON/OmegaConf round trips turn tuples into lists)."""
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    return value

@@ -1,0 +1,35 @@
+"""Image modality plugin: ``(B, 3, H, W)`` in [-1, 1].
+
+Registers the ``image`` modality (folder / bundled-demo data, PNG previews). Architectures are the
+core's dimension-generic networks (``conv_encoder``, ``unet_decoder``) with ``spatial_dims=2``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.modality import Modality
+from core.registry import MODALITIES
+from modalities.image.data import ImageDataModule
+from modalities.image.preview import write_image_preview
+
+__all__ = ["image", "make_image_datamodule"]
+
+
+def make_image_datamodule(cfg: Any, seed: int, batch_size: int) -> ImageDataModule:
+    """Datamodule factory used by ``core.training.train``."""
+    return ImageDataModule(cfg, seed=seed, batch_size=batch_size)
+
+
+@MODALITIES.register("image")
+def image() -> Modality:
+    """RGB images, 2 spatial dims, [-1, 1]."""
+    return Modality(
+        name="image",
+        spatial_dims=2,
+        channels=3,
+        make_datamodule=make_image_datamodule,
+        write_preview=write_image_preview,
+        preview_suffix=".png",
+        description="RGB images (B, 3, H, W) in [-1, 1]",
+    )

@@ -1,0 +1,39 @@
+"""Image grids: originals next to reconstructions, written as PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+__all__ = ["to_uint8", "save_grid", "write_image_preview"]
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """[-1, 1] float (B, 3, H, W) -> uint8 (B, 3, H, W), rounding like an 8-bit image file."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def save_grid(rows: list[Tensor], path: str | Path, pad: int = 2) -> Path:
+    """Save rows of images (each (N, 3, H, W) in [-1, 1], same N/H/W) as one PNG grid."""
+    if not rows:
+        raise ValueError("save_grid needs at least one row")
+    n, _, h, w = rows[0].shape
+    canvas = np.full((len(rows) * (h + pad) + pad, n * (w + pad) + pad, 3), 255, dtype=np.uint8)
+    for r, row in enumerate(rows):
+        images = to_uint8(row).permute(0, 2, 3, 1).cpu().numpy()
+        for c in range(n):
+            top, left = pad + r * (h + pad), pad + c * (w + pad)
+            canvas[top : top + h, left : left + w] = images[c]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(canvas).save(path)
+    return path
+
+
+def write_image_preview(originals: Tensor, reconstructions: Tensor, path: Path) -> Path:
+    """Two-row grid: originals on top, reconstructions below."""
+    return save_grid([originals, reconstructions], path)

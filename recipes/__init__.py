@@ -1,0 +1,1 @@
+"""Runnable experiment recipes: ``python -m recipes.<modality>.<name> key=value ...``."""

@@ -1,0 +1,102 @@
+"""Registries: duplicates, lookup errors, and every registered component instantiates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.modality import Modality, get_modality
+from core.registry import (
+    DECODERS,
+    ENCODERS,
+    LOSS_TERMS,
+    MODALITIES,
+    REGULARIZERS,
+    TIME_SAMPLERS,
+    DuplicateRegistrationError,
+    Registry,
+    create,
+    list_models,
+)
+
+
+def test_duplicate_names_raise_naming_both_definitions():
+    reg = Registry("widget")
+
+    @reg.register("a")
+    def first():
+        return 1
+
+    def second():
+        return 2
+
+    with pytest.raises(DuplicateRegistrationError) as info:
+        reg.add("a", second)
+    message = str(info.value)
+    assert "first" in message and "second" in message and "test_registry" in message
+    reg.add("a", second, override=True)
+    assert reg.create("a") == 2
+
+
+def test_create_drops_none_and_lists_by_pattern():
+    reg = Registry("widget")
+    reg.add("w_small", lambda size=3: size)
+    reg.add("w_big", lambda size=9: size)
+    assert reg.create("w_small", size=None) == 3 and reg.create("w_small", size=5) == 5
+    assert reg.list("w_*") == ["w_big", "w_small"] and reg.list("*big") == ["w_big"]
+    with pytest.raises(KeyError, match="w_big, w_small"):
+        reg.get("nope")
+
+
+def test_global_create_and_list_models():
+    assert "conv_encoder" in list_models("encoder")
+    assert {"layernorm", "kl", "identity"} <= set(list_models("regularizer"))
+    assert "image" in list_models("modality")
+    assert isinstance(list_models(), dict)
+    assert create("time_sampler", "logit_normal", mean=0.0, std=1.0).std == 1.0
+    with pytest.raises(KeyError):
+        create("gizmo", "x")
+
+
+@pytest.mark.parametrize("name", ENCODERS.list())
+def test_every_encoder_instantiates_on_meta(name):
+    with torch.device("meta"):
+        enc = ENCODERS.create(name, spatial_dims=2, in_channels=3, out_channels=8)
+        y = enc(torch.empty(1, 3, 64, 64))
+    assert y.shape == (1, 8, 64 // enc.downsample_factor, 64 // enc.downsample_factor)
+
+
+@pytest.mark.parametrize("name", DECODERS.list())
+def test_every_decoder_instantiates_on_meta(name):
+    with torch.device("meta"):
+        dec = DECODERS.create(name, spatial_dims=2, in_channels=3, latent_channels=4, upsample_factor=8)
+        y = dec(torch.empty(1, 3, 64, 64), torch.empty(1), torch.empty(1, 4, 8, 8))
+    assert y.shape == (1, 3, 64, 64)
+
+
+@pytest.mark.parametrize("name", REGULARIZERS.list())
+def test_every_regularizer(name):
+    reg = REGULARIZERS.create(name)
+    dist = reg(torch.randn(2, 4 * reg.raw_channels_per_latent, 4, 4))
+    assert dist.mean.shape == (2, 4, 4, 4) and torch.isfinite(reg.penalty(dist))
+
+
+@pytest.mark.parametrize("name", TIME_SAMPLERS.list())
+def test_every_time_sampler(name):
+    t = TIME_SAMPLERS.create(name)(64, generator=torch.Generator().manual_seed(0))
+    assert t.shape == (64,) and torch.all((t >= 0) & (t <= 1))
+
+
+@pytest.mark.parametrize("name", LOSS_TERMS.list())
+def test_every_loss_term(name):
+    from core.loss_terms import LossInputs
+
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    inputs = LossInputs(x=x, reference=x, x_t=x, t=torch.rand(2), prediction=x, x0_hat=x * 0.5, z=torch.zeros(2, 4, 2, 2))
+    assert torch.isfinite(LOSS_TERMS.create(name)(inputs))
+
+
+@pytest.mark.parametrize("name", MODALITIES.list())
+def test_every_modality(name):
+    modality = get_modality(name)
+    assert isinstance(modality, Modality) and modality.name == name and modality.spatial_dims in (1, 2, 3)

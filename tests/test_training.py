@@ -1,0 +1,156 @@
+"""Training stack: train(cfg) outputs, NaN stop, resume checks, corrupt data, optimisers, EMA."""
+
+from __future__ import annotations
+
+import random
+
+import lightning as L
+import pytest
+import torch
+
+from core.ema import EMA
+from core.loss_terms import LossTerm
+from core.pretrained import CheckpointMismatchError, from_pretrained
+from core.registry import LOSS_TERMS
+from core.training.config import DataConfig, EMAConfig, ExperimentConfig, OptimConfig, TrainerConfig
+from core.training.module import NonFiniteLossError
+from core.training.run import per_device_batch_size, train
+from tests.conftest import tiny_config
+
+
+def tiny_experiment(tmp_path, data_root, **trainer_overrides) -> ExperimentConfig:
+    trainer = dict(max_steps=3, accelerator="cpu", devices=1, log_every_n_steps=1, checkpoint_every_n_steps=2,
+                   preview_every_n_steps=2, preview_count=2, preview_steps=2, progress_bar=False)
+    trainer.update(trainer_overrides)
+    return ExperimentConfig(
+        name="tiny", seed=0, output_dir=str(tmp_path / "run"), model=tiny_config(),
+        data=DataConfig(root=str(data_root), size=16, batch_size=4, num_workers=0, options={"resize": 24, "cache": True}),
+        optim=OptimConfig(lr=1e-3), trainer=TrainerConfig(**trainer),
+    )
+
+
+def test_train_writes_checkpoints_export_logs_previews(tmp_path, demo_dir):
+    result = train(tiny_experiment(tmp_path, demo_dir))
+    out = result.output_dir
+    assert result.global_step == 3
+    assert (out / "checkpoints" / "last.ckpt").is_file() and (out / "checkpoints" / "step_0000002.ckpt").is_file()
+    assert (out / "config.yaml").is_file() and (out / "train_summary.json").is_file()
+    assert result.metrics_csv is not None and "train/fm" in result.metrics_csv.read_text().splitlines()[0]
+    assert list((out / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+    assert result.previews and all(p.is_file() for p in result.previews)
+    tokenizer = from_pretrained(result.export_dir, modality="image")
+    x = next(iter(result.datamodule.train_dataloader()))["x"]
+    assert x.shape == (4, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
+    assert tokenizer.reconstruct(x, 2).sample.shape == x.shape
+    assert not list((out / "checkpoints").glob(".*.tmp")), "temporary checkpoint files left behind"
+
+
+class NaNAfter(LossTerm):
+    """Test-only term that turns NaN on its third call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, inputs):
+        self.calls += 1
+        value = inputs.x0_hat.abs().mean() * 0
+        return value + (float("nan") if self.calls >= 3 else 0.0)
+
+
+def test_nan_loss_stops_with_step_number(tmp_path, demo_dir):
+    from core.builder import LossTermConfig
+
+    LOSS_TERMS.add("test_nan_after", NaNAfter, override=True)
+    try:
+        cfg = tiny_experiment(tmp_path, demo_dir, max_steps=10)
+        cfg.model.loss_terms = {"test_nan_after": LossTermConfig(weight=1.0)}
+        with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 2: .*test_nan_after"):
+            train(cfg)
+    finally:
+        LOSS_TERMS.remove("test_nan_after")
+
+
+def test_resume_with_other_architecture_is_refused(tmp_path, demo_dir):
+    train(tiny_experiment(tmp_path, demo_dir, max_steps=2))
+    cfg = tiny_experiment(tmp_path, demo_dir, max_steps=4, resume="last")
+    cfg.model.decoder.kwargs["stage_channels"] = [8, 16, 32]
+    with pytest.raises(CheckpointMismatchError, match="different model.*decoder"):
+        train(cfg)
+
+
+def test_global_batch_must_divide_over_devices():
+    assert per_device_batch_size(64, 8, 1) == 8 and per_device_batch_size(64, 8, 4) == 2
+    with pytest.raises(ValueError, match="not divisible by 3"):
+        per_device_batch_size(64, 3, 1)
+
+
+def test_corrupt_images_are_skipped_counted_and_training_continues(tmp_path, demo_dir, caplog):
+    import shutil
+
+    root = tmp_path / "images"
+    shutil.copytree(demo_dir / "train", root)
+    (root / "garbage.png").write_bytes(random.Random(0).randbytes(500))
+    (root / "empty.jpg").write_bytes(b"")
+    good = (root / "astronaut.png").read_bytes()
+    (root / "truncated.png").write_bytes(good[: len(good) // 3])
+    cfg = tiny_experiment(tmp_path, root, max_steps=2, preview_every_n_steps=0)
+    with caplog.at_level("WARNING", logger="difftok.image"):
+        result = train(cfg)
+    assert result.global_step == 2
+    skipped = result.datamodule.skipped
+    assert sorted(p.rsplit("/", 1)[-1] for p in skipped) == ["empty.jpg", "garbage.png", "truncated.png"]
+    assert "skipped 3 unreadable image file(s)" in caplog.text
+
+
+def test_dataset_skips_files_that_break_after_the_scan(tmp_path, demo_dir):
+    from modalities.image.data import ImageFolderDataset, ImageTransform
+
+    bad = tmp_path / "late.png"
+    bad.write_bytes(b"not an image")
+    files = [bad, demo_dir / "train" / "rocket.png"]
+    ds = ImageFolderDataset(files, ImageTransform(16, 24, train=True))
+    sample = ds[0]
+    assert sample["key"] == "rocket" and str(bad) in ds.skipped
+
+
+def test_schedule_free_optimizer_and_ema_export(tmp_path, demo_dir):
+    cfg = tiny_experiment(tmp_path, demo_dir, max_steps=3, preview_every_n_steps=0)
+    cfg.optim = OptimConfig(name="radam_schedulefree", lr=1e-3, weight_decay=1e-2, no_decay_patterns=["*bias*"], grad_clip=0.1)
+    cfg.ema = EMAConfig(enabled=True, decay=0.9, start_step=1)
+    result = train(cfg)
+    module = result.module
+    opt = module.trainer.optimizers[0]
+    assert type(opt).__name__ == "RAdamScheduleFree" and len(opt.param_groups) == 2
+    assert opt.param_groups[1]["weight_decay"] == 0.0
+    exported = from_pretrained(result.export_dir)
+    ema_state = module.ema.averaged_state_dict(module.autoencoder)
+    for key, value in exported.state_dict().items():
+        torch.testing.assert_close(value, ema_state[key])
+
+
+def test_ema_warmup_and_start_step():
+    model = torch.nn.Linear(2, 2)
+    ema = EMA(model, decay=0.999, start_step=5)
+    assert ema.decay_at(3) == 0.0
+    assert ema.decay_at(5) == pytest.approx(1 / 10) and ema.decay_at(15) == pytest.approx(11 / 20)
+    assert ema.decay_at(10**7) == 0.999
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model, step=0)  # before start: plain copy
+    assert torch.equal(ema.averaged_state_dict(model)["weight"], model.weight)
+    old = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    ema.update(model, step=5)  # decay 0.1
+    torch.testing.assert_close(ema.averaged_state_dict(model)["weight"], 0.1 * old + 0.9 * model.weight)
+    with ema.swapped_into(model):
+        assert not torch.equal(model.weight, torch.full_like(model.weight, 3.0))
+    assert torch.equal(model.weight, torch.full_like(model.weight, 3.0))
+
+
+def test_precision_auto_is_fp32_on_cpu():
+    from core.training.run import resolve_precision
+
+    expected = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+    assert resolve_precision("auto") == expected and resolve_precision("16-mixed") == "16-mixed"
