@@ -12,7 +12,6 @@ is lazy (first lookup) and can be disabled with ``DIFFTOK_PLUGIN_AUTOLOAD=0``.
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import inspect
 import os
 import warnings
@@ -39,6 +38,7 @@ __all__ = [
 
 T = TypeVar("T")
 PLUGIN_GROUP = "difftok.modalities"
+BUILTIN_PLUGIN_PREFIX = "modalities."  # difftok's own plugins, registered through the same group
 
 
 class DuplicateRegistrationError(ValueError):
@@ -111,7 +111,10 @@ class Registry(Generic[T]):
             return self._entries[name].factory
         except KeyError:
             known = ", ".join(sorted(self._entries)) or "(none)"
-            raise KeyError(f"unknown {self.kind} '{name}'. Registered {self.kind}s: {known}") from None
+            hint = ""
+            if self.kind == "modality":
+                hint = " (plugins register through the 'difftok.modalities' entry points: is difftok installed, e.g. pip install -e .?)"
+            raise KeyError(f"unknown {self.kind} '{name}'. Registered {self.kind}s: {known}{hint}") from None
 
     def create(self, name: str, **kwargs: Any) -> T:
         """Build ``name`` with keyword overrides; ``None`` values are dropped so defaults apply."""
@@ -167,10 +170,12 @@ _plugins_state = {"loaded": False, "loading": False}
 
 
 def load_plugins(*, force: bool = False) -> list[str]:
-    """Import built-in and third-party plugins registered under the ``difftok.modalities`` group.
+    """Load every plugin registered under the ``difftok.modalities`` entry-point group.
 
-    Built-in modalities are imported first (``modalities`` package), then every entry point.
-    A plugin that fails to import is reported with a warning and skipped.
+    difftok's built-in modalities are announced through the same group in its own
+    ``pyproject.toml``, so core never imports them directly. With ``DIFFTOK_PLUGIN_AUTOLOAD=0``
+    only the built-in ones load. A plugin that fails to import is reported with a warning and
+    skipped.
 
     Returns:
         Names of the entry points that loaded.
@@ -180,21 +185,19 @@ def load_plugins(*, force: bool = False) -> list[str]:
     _plugins_state["loading"] = True
     loaded: list[str] = []
     try:
-        try:
-            importlib.import_module("modalities")
-        except ImportError as err:  # core used without the plugin package
-            warnings.warn(f"built-in modalities unavailable: {err}", stacklevel=2)
-        if os.environ.get("DIFFTOK_PLUGIN_AUTOLOAD", "1") != "0":
-            for ep in entry_points(group=PLUGIN_GROUP):
-                try:
-                    obj = ep.load()
-                    if callable(obj) and not inspect.ismodule(obj):
-                        obj()
-                    loaded.append(ep.name)
-                except DuplicateRegistrationError:
-                    raise
-                except Exception as err:  # a broken third-party plugin must not break core
-                    warnings.warn(f"difftok plugin '{ep.name}' ({ep.value}) failed to load: {err!r}", stacklevel=2)
+        builtin_only = os.environ.get("DIFFTOK_PLUGIN_AUTOLOAD", "1") == "0"
+        for ep in entry_points(group=PLUGIN_GROUP):
+            if builtin_only and not ep.value.startswith(BUILTIN_PLUGIN_PREFIX):
+                continue
+            try:
+                obj = ep.load()
+                if callable(obj) and not inspect.ismodule(obj):
+                    obj()
+                loaded.append(ep.name)
+            except DuplicateRegistrationError:
+                raise
+            except Exception as err:  # a broken third-party plugin must not break core
+                warnings.warn(f"difftok plugin '{ep.name}' ({ep.value}) failed to load: {err!r}", stacklevel=2)
         _plugins_state["loaded"] = True
     finally:
         _plugins_state["loading"] = False

@@ -100,3 +100,16 @@ def test_every_loss_term(name):
 def test_every_modality(name):
     modality = get_modality(name)
     assert isinstance(modality, Modality) and modality.name == name and modality.spatial_dims in (1, 2, 3)
+
+
+def test_core_never_imports_plugins_or_recipes():
+    from pathlib import Path
+
+    core_dir = Path(__file__).resolve().parents[1] / "core"
+    offenders = []
+    for path in core_dir.rglob("*.py"):
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("import modalities", "from modalities", "import recipes", "from recipes")):
+                offenders.append(f"{path.name}: {stripped}")
+    assert not offenders, offenders

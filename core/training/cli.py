@@ -56,6 +56,8 @@ def run_recipe(recipe: Recipe, argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not any(a.startswith("hydra.run.dir=") for a in args):
         args.append("hydra.run.dir=${output_dir}")
+    if not any(a.startswith("hydra.job.name=") for a in args):
+        args.append(f"hydra.job.name={recipe.name}")
     if not any(a.startswith("hydra.sweep.dir=") for a in args):
         args.append("hydra.sweep.dir=${output_dir}/multirun")
 

@@ -2,7 +2,7 @@
 scikit-image, on CPU, in a few minutes, then write a reconstruction grid, a loss plot and a
 metrics JSON (PSNR/SSIM on held-out photographs).
 
-    python -m recipes.image.quickstart                       # defaults (~4 min on 2 CPU cores)
+    python -m recipes.image.quickstart                       # defaults (about 4 min on 2 CPU cores)
     python -m recipes.image.quickstart trainer.max_steps=50  # a smoke run
 
 DiTo-style means: f8c4 LDM-style conv encoder, LayerNorm latent, flow matching with
@@ -53,10 +53,10 @@ def build_config() -> ExperimentConfig:
             demo=True, size=32, batch_size=16, num_workers=0,
             options={"resize": 96, "eval_size": 96, "eval_resize": 96, "samples_per_epoch": 256, "cache": True},
         ),
-        optim=OptimConfig(name="adamw", lr=3e-4, betas=(0.9, 0.999), weight_decay=0.01, grad_clip=1.0),
+        optim=OptimConfig(name="adamw", lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01, grad_clip=1.0),
         ema=EMAConfig(enabled=False),
         trainer=TrainerConfig(
-            max_steps=700, accelerator="cpu", devices=1, log_every_n_steps=10,
+            max_steps=600, accelerator="cpu", devices=1, log_every_n_steps=10,
             checkpoint_every_n_steps=250, preview_every_n_steps=250, preview_count=2, preview_steps=10,
         ),
     )
