@@ -5,21 +5,29 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-__all__ = ["read_loss_curve", "plot_loss_curve"]
+__all__ = ["read_loss_curve", "plot_loss_curve", "run_loss_logs"]
 
 
-def read_loss_curve(metrics_csv: str | Path, key: str = "train/fm") -> tuple[list[int], list[float]]:
-    """(steps, values) of one logged scalar from Lightning's CSV log."""
-    steps, values = [], []
-    with open(metrics_csv, newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row.get(key) not in (None, ""):
-                steps.append(int(float(row["step"])))
-                values.append(float(row[key]))
-    return steps, values
+def read_loss_curve(metrics_csv: str | Path | list[Path], key: str = "train/fm") -> tuple[list[int], list[float]]:
+    """(steps, values) of one logged scalar from Lightning CSV logs (several files: a resumed run)."""
+    files = metrics_csv if isinstance(metrics_csv, list) else [Path(metrics_csv)]
+    by_step: dict[int, float] = {}
+    for path in files:
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get(key) not in (None, ""):
+                    by_step[int(float(row["step"]))] = float(row[key])  # a later file wins for repeated steps
+    steps = sorted(by_step)
+    return steps, [by_step[s] for s in steps]
 
 
-def plot_loss_curve(metrics_csv: str | Path, path: str | Path, key: str = "train/fm", smooth: int = 20) -> Path:
+def run_loss_logs(output_dir: str | Path) -> list[Path]:
+    """Every CSV log of a run, oldest first (one ``version_N`` folder per start or resume)."""
+    files = list(Path(output_dir).glob("logs/csv/version_*/metrics.csv"))
+    return sorted(files, key=lambda p: int(p.parent.name.split("_")[-1]))
+
+
+def plot_loss_curve(metrics_csv: str | Path | list[Path], path: str | Path, key: str = "train/fm", smooth: int = 20) -> Path:
     """Write a PNG of the raw and moving-average loss against the step."""
     import matplotlib
 

@@ -80,3 +80,12 @@ def test_resume_after_sigkill(tmp_path, demo_dir):
     torch.testing.assert_close(capture.exp_avg, opt_state)
     torch.testing.assert_close(capture.ema, last["state_dict"]["ema.shadow_0"])
     torch.testing.assert_close(capture.weight, next(v for k, v in last["state_dict"].items() if k.startswith("autoencoder.")))
+    # the loss history of the killed run survives next to the resumed one
+    from recipes.report import read_loss_curve, run_loss_logs
+
+    logs = run_loss_logs(out)
+    assert len(logs) == 2
+    steps, values = read_loss_curve(logs)
+    assert steps[0] == 0 and steps[-1] == saved_step + 1
+    killed_steps, _ = read_loss_curve([logs[0]])
+    assert len(killed_steps) >= saved_step - 2  # rows are flushed every logging step, up to the kill

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,12 @@ class TrainResult:
 
 
 def to_experiment_config(cfg: ExperimentConfig | DictConfig | dict) -> ExperimentConfig:
-    """Accept a dataclass, an OmegaConf node or a dict; return a validated dataclass."""
+    """Accept a dataclass, an OmegaConf node or a dict; return a validated, resolved dataclass.
+
+    Interpolations such as the default ``output_dir="outputs/${name}"`` are resolved here.
+    """
     if isinstance(cfg, ExperimentConfig):
-        return cfg
+        cfg = OmegaConf.structured(cfg)
     node = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), cfg)
     return OmegaConf.to_object(node)  # type: ignore[return-value]
 
@@ -123,7 +126,8 @@ def train(cfg: ExperimentConfig | DictConfig | dict, *, callbacks: list[L.Callba
         )
         all_callbacks.append(preview)
     all_callbacks.extend(callbacks or [])
-    csv_logger = CSVLogger(out / "logs", name="csv", version="")
+    # a new version folder per (re)start: resuming never overwrites the earlier loss history
+    csv_logger = CSVLogger(out / "logs", name="csv", flush_logs_every_n_steps=max(1, tcfg.log_every_n_steps))
     loggers = [csv_logger, TensorBoardLogger(out / "logs", name="tensorboard", version="")]
     trainer = L.Trainer(
         max_steps=tcfg.max_steps, accelerator=tcfg.accelerator, devices=tcfg.devices, num_nodes=tcfg.num_nodes,
@@ -168,7 +172,3 @@ def _resolve_resume(resume: str | None, ckpt_dir: Path) -> str | None:
         raise FileNotFoundError(f"trainer.resume={resume} does not exist; pass 'last' or a checkpoint path")
     return resume
 
-
-def config_dict(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Plain-dict view of a config (for JSON reports)."""
-    return asdict(cfg)

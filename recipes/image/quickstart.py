@@ -66,7 +66,7 @@ def write_report(cfg: Any, result: TrainResult) -> dict[str, Any]:
     """Evaluate held-out photographs and write ``reconstructions.png``, ``loss.png``, ``metrics.json``."""
     from core.pretrained import from_pretrained
     from modalities.image.evaluate import evaluate_reconstructions
-    from recipes.report import plot_loss_curve
+    from recipes.report import plot_loss_curve, run_loss_logs
 
     cfg = to_experiment_config(cfg)
     out = Path(cfg.output_dir)
@@ -75,7 +75,8 @@ def write_report(cfg: Any, result: TrainResult) -> dict[str, Any]:
     metrics = evaluate_reconstructions(
         tokenizer, dataset, steps=EVAL_STEPS, batch_size=4, seed=cfg.seed, grid_path=out / "reconstructions.png"
     )
-    loss_png = plot_loss_curve(result.metrics_csv, out / "loss.png") if result.metrics_csv else None
+    logs = run_loss_logs(out)
+    loss_png = plot_loss_curve(logs, out / "loss.png") if logs else None
     report = {
         "experiment": cfg.name,
         "global_step": result.global_step,
