@@ -30,6 +30,8 @@ class Modality:
             ``preview_batch(n) -> Tensor`` for periodic reconstructions.
         write_preview: ``(originals, reconstructions, path)`` writes a side-by-side preview file
             and returns its path; ``preview_suffix`` is its file extension.
+        evaluate: optional ``(autoencoder, datamodule, num_steps) -> {metric: value}`` on held-out
+            data, run periodically during training (``trainer.eval_every_n_steps``).
         description: one line for listings.
     """
 
@@ -39,6 +41,7 @@ class Modality:
     make_datamodule: Callable[[Any, int, int], Any]
     write_preview: Callable[[Tensor, Tensor, Path], Path] | None = None
     preview_suffix: str = ".png"
+    evaluate: Callable[[Any, Any, int], dict[str, float]] | None = None
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
 

@@ -27,19 +27,33 @@ def run_loss_logs(output_dir: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: int(p.parent.name.split("_")[-1]))
 
 
-def plot_loss_curve(metrics_csv: str | Path | list[Path], path: str | Path, key: str = "train/fm", smooth: int = 20) -> Path:
-    """Write a PNG of the raw and moving-average loss against the step."""
+def _columns(files: list[Path], prefix: str) -> list[str]:
+    names: set[str] = set()
+    for path in files:
+        with open(path, newline="") as handle:
+            names.update(k for k in (csv.DictReader(handle).fieldnames or []) if k.startswith(prefix))
+    return sorted(names, key=lambda k: (len(k), k))
+
+
+def plot_loss_curve(
+    metrics_csv: str | Path | list[Path], path: str | Path, key: str = "train/fm", smooth: int = 20, eval_prefix: str = "eval/psnr"
+) -> Path:
+    """Write a PNG of the raw and moving-average loss against the step, plus a second panel with
+    the held-out PSNR curves (``eval/psnr_steps<n>`` columns) when the run logged any."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps, values = read_loss_curve(metrics_csv, key)
+    files = metrics_csv if isinstance(metrics_csv, list) else [Path(metrics_csv)]
+    steps, values = read_loss_curve(files, key)
     if not steps:
-        raise ValueError(f"no '{key}' values in {metrics_csv}")
+        raise ValueError(f"no '{key}' values in {files}")
+    eval_keys = _columns(files, eval_prefix)
+    fig, axes = plt.subplots(1, 2 if eval_keys else 1, figsize=(11 if eval_keys else 6, 3.5), dpi=120, squeeze=False)
+    ax = axes[0][0]
     window = max(1, min(smooth, len(values)))
     averaged = [sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     ax.plot(steps, values, alpha=0.3, label=key)
     ax.plot(steps, averaged, label=f"moving average ({window})")
     ax.set_xlabel("step")
@@ -47,6 +61,16 @@ def plot_loss_curve(metrics_csv: str | Path | list[Path], path: str | Path, key:
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
+    if eval_keys:
+        ax = axes[0][1]
+        for name in eval_keys:
+            eval_steps, eval_values = read_loss_curve(files, name)
+            label = name.removeprefix(eval_prefix + "_").replace("steps", "") + " Euler step(s)"
+            ax.plot(eval_steps, eval_values, marker="o", label=label)
+        ax.set_xlabel("step")
+        ax.set_ylabel("held-out PSNR (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)

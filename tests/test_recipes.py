@@ -77,3 +77,5 @@ def test_readme_quickstart_runs_and_writes_outputs(tmp_path):
     for steps in ("steps_1", "steps_10", "steps_50"):
         assert 0 < metrics["reconstruction"][steps]["psnr_mean_per_image"] < 60
     assert str(out / "metrics.json") in proc.stdout
+    header = next(out.glob("logs/csv/version_*/metrics.csv")).read_text().splitlines()[0]
+    assert "eval/psnr_steps1" in header and "train/fm" in header

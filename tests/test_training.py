@@ -30,7 +30,7 @@ def tiny_experiment(tmp_path, data_root, **trainer_overrides) -> ExperimentConfi
 
 
 def test_train_writes_checkpoints_export_logs_previews(tmp_path, demo_dir):
-    result = train(tiny_experiment(tmp_path, demo_dir))
+    result = train(tiny_experiment(tmp_path, demo_dir, eval_every_n_steps=2, eval_steps=[1, 2]))
     out = result.output_dir
     assert result.global_step == 3
     assert (out / "checkpoints" / "last.ckpt").is_file() and (out / "checkpoints" / "step_0000002.ckpt").is_file()
@@ -38,6 +38,12 @@ def test_train_writes_checkpoints_export_logs_previews(tmp_path, demo_dir):
     assert result.metrics_csv is not None and "train/fm" in result.metrics_csv.read_text().splitlines()[0]
     assert list((out / "logs" / "tensorboard").glob("events.out.tfevents.*"))
     assert result.previews and all(p.is_file() for p in result.previews)
+    # periodic held-out evaluation at step 2 and at the end (step 3), for both step counts
+    from recipes.report import read_loss_curve
+
+    for key in ("eval/psnr_steps1", "eval/psnr_steps2", "eval/ssim_steps1"):
+        steps, values = read_loss_curve(result.metrics_csv, key)
+        assert steps == [2, 3] and all(0 < v < 100 for v in values), (key, steps, values)
     tokenizer = from_pretrained(result.export_dir, modality="image")
     x = next(iter(result.datamodule.train_dataloader()))["x"]
     assert x.shape == (4, 3, 16, 16) and x.min() >= -1 and x.max() <= 1

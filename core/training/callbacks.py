@@ -14,7 +14,22 @@ from torch import Tensor
 
 from core.training.optim import is_schedule_free
 
-__all__ = ["PreviewCallback", "ScheduleFreeModeCallback"]
+__all__ = ["PreviewCallback", "PeriodicEvalCallback", "ScheduleFreeModeCallback"]
+
+
+@contextlib.contextmanager
+def inference_weights(pl_module: L.LightningModule):
+    """The autoencoder in eval mode with the EMA weights swapped in when EMA is on."""
+    ae = pl_module.autoencoder
+    ema = getattr(pl_module, "ema", None)
+    was_training = ae.training
+    ae.eval()
+    swap = ema.swapped_into(ae) if ema is not None else contextlib.nullcontext()
+    try:
+        with swap, torch.no_grad():
+            yield ae
+    finally:
+        ae.train(was_training)
 
 
 class PreviewCallback(L.Callback):
@@ -52,20 +67,57 @@ class PreviewCallback(L.Callback):
 
     def write(self, pl_module: L.LightningModule, step: int) -> Path:
         """Reconstruct the preview batch with the (EMA) weights and write it."""
-        ae = pl_module.autoencoder
-        ema = getattr(pl_module, "ema", None)
-        was_training = ae.training
-        ae.eval()
-        swap = ema.swapped_into(ae) if ema is not None else contextlib.nullcontext()
         generator = torch.Generator(device=pl_module.device).manual_seed(0)
-        with swap, torch.no_grad():
+        with inference_weights(pl_module) as ae:
             x = self.batch.to(pl_module.device)
             rec = ae.reconstruct(x, self.num_steps, generator=generator).sample
-        ae.train(was_training)
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.write_preview(x.cpu().float(), rec.cpu().float(), self.directory / f"step_{step:07d}{self.suffix}")
         self.written.append(Path(path))
         return Path(path)
+
+
+class PeriodicEvalCallback(L.Callback):
+    """Every ``every_n_steps`` steps, run the modality's held-out evaluation and log it.
+
+    Metrics are logged as ``eval/<metric>_steps<n>`` for each decode step count, through every
+    logger (CSV, TensorBoard), and kept in ``history``.
+
+    Args:
+        evaluate: ``(autoencoder, datamodule, num_steps) -> {metric: value}``.
+        datamodule: passed to ``evaluate``.
+        every_n_steps: cadence (0 disables).
+        steps: decode step counts to evaluate.
+    """
+
+    def __init__(self, evaluate: Callable[[Any, Any, int], dict[str, float]], datamodule: Any, every_n_steps: int, steps: list[int]) -> None:
+        self.evaluate, self.datamodule = evaluate, datamodule
+        self.every_n_steps, self.steps = every_n_steps, list(steps)
+        self.history: list[dict[str, float]] = []
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if self.every_n_steps <= 0 or step % self.every_n_steps:
+            return
+        self.run(trainer, pl_module)
+
+    @rank_zero_only
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.every_n_steps > 0 and (not self.history or self.history[-1]["step"] != trainer.global_step):
+            self.run(trainer, pl_module)  # always end with the final weights' numbers
+
+    def run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        """Evaluate now and log under the current global step."""
+        metrics: dict[str, float] = {}
+        with inference_weights(pl_module) as ae:
+            for n in self.steps:
+                for name, value in self.evaluate(ae, self.datamodule, n).items():
+                    metrics[f"eval/{name}_steps{n}"] = float(value)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        self.history.append({"step": trainer.global_step, **metrics})
+        return metrics
 
 
 class ScheduleFreeModeCallback(L.Callback):

@@ -66,6 +66,8 @@ class TrainerConfig:
     preview_every_n_steps: int = 50_000
     preview_count: int = 8
     preview_steps: Optional[int] = None  # decode steps for previews (default: model's)
+    eval_every_n_steps: int = 0  # held-out metrics from the modality's evaluate hook; 0 disables
+    eval_steps: list[int] = field(default_factory=lambda: [1])  # decode step counts to evaluate
     resume: Optional[str] = None  # "last" or a checkpoint path
     progress_bar: bool = True
     deterministic: bool = False

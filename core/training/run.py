@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from core.builder import build_autoencoder
 from core.modality import get_modality
 from core.pretrained import save_pretrained
-from core.training.callbacks import PreviewCallback, ScheduleFreeModeCallback
+from core.training.callbacks import PeriodicEvalCallback, PreviewCallback, ScheduleFreeModeCallback
 from core.training.checkpoint_io import AtomicCheckpointIO
 from core.training.config import ExperimentConfig
 from core.training.module import TokenizerModule
@@ -125,6 +125,8 @@ def train(cfg: ExperimentConfig | DictConfig | dict, *, callbacks: list[L.Callba
             tcfg.preview_every_n_steps, tcfg.preview_steps, modality.preview_suffix,
         )
         all_callbacks.append(preview)
+    if modality.evaluate is not None and tcfg.eval_every_n_steps > 0:
+        all_callbacks.append(PeriodicEvalCallback(modality.evaluate, datamodule, tcfg.eval_every_n_steps, tcfg.eval_steps))
     all_callbacks.extend(callbacks or [])
     # a new version folder per (re)start: resuming never overwrites the earlier loss history
     csv_logger = CSVLogger(out / "logs", name="csv", flush_logs_every_n_steps=max(1, tcfg.log_every_n_steps))

@@ -11,6 +11,7 @@ from typing import Any
 from core.modality import Modality
 from core.registry import MODALITIES
 from modalities.image.data import ImageDataModule
+from modalities.image.evaluate import evaluate_reconstructions
 from modalities.image.preview import write_image_preview
 
 __all__ = ["image", "make_image_datamodule"]
@@ -19,6 +20,17 @@ __all__ = ["image", "make_image_datamodule"]
 def make_image_datamodule(cfg: Any, seed: int, batch_size: int) -> ImageDataModule:
     """Datamodule factory used by ``core.training.train``."""
     return ImageDataModule(cfg, seed=seed, batch_size=batch_size)
+
+
+def evaluate_held_out(autoencoder: Any, datamodule: ImageDataModule, num_steps: int) -> dict[str, float]:
+    """PSNR (mean per image) and SSIM of held-out reconstructions with ``num_steps`` Euler steps."""
+    metrics = evaluate_reconstructions(autoencoder, datamodule.eval_dataset(), steps=(num_steps,), device=autoencoder_device(autoencoder))
+    m = metrics[f"steps_{num_steps}"]
+    return {"psnr": m["psnr_mean_per_image"], "ssim": m["ssim"]}
+
+
+def autoencoder_device(autoencoder: Any) -> Any:
+    return next(autoencoder.parameters()).device
 
 
 @MODALITIES.register("image")
@@ -31,5 +43,6 @@ def image() -> Modality:
         make_datamodule=make_image_datamodule,
         write_preview=write_image_preview,
         preview_suffix=".png",
+        evaluate=evaluate_held_out,
         description="RGB images (B, 3, H, W) in [-1, 1]",
     )

@@ -57,7 +57,8 @@ def build_config() -> ExperimentConfig:
         ema=EMAConfig(enabled=False),
         trainer=TrainerConfig(
             max_steps=600, accelerator="cpu", devices=1, log_every_n_steps=10,
-            checkpoint_every_n_steps=250, preview_every_n_steps=250, preview_count=2, preview_steps=10,
+            checkpoint_every_n_steps=200, preview_every_n_steps=200, preview_count=2, preview_steps=10,
+            eval_every_n_steps=100, eval_steps=[1, 10],
         ),
     )
 
