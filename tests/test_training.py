@@ -204,3 +204,19 @@ def test_dataclass_configs_are_resolved_and_validated():
     assert merged.trainer.max_steps == 5 and merged.output_dir == "outputs/x"
     with pytest.raises(Exception):
         to_experiment_config({"trainer": {"max_stepz": 5}})
+
+
+def test_crop_larger_than_resize_is_a_config_error(tmp_path, demo_dir):
+    from modalities.image.data import ImageDataModule
+
+    cfg = tiny_experiment(tmp_path, demo_dir).data
+    cfg.options = {"resize": 8}
+    with pytest.raises(ValueError, match="must be at least the crop sizes"):
+        ImageDataModule(cfg)
+
+
+def test_previews_and_evaluation_do_not_change_training(tmp_path, demo_dir):
+    plain = train(tiny_experiment(tmp_path / "a", demo_dir, preview_every_n_steps=0, eval_every_n_steps=0))
+    watched = train(tiny_experiment(tmp_path / "b", demo_dir, preview_every_n_steps=1, eval_every_n_steps=1))
+    a, b = from_pretrained(plain.export_dir).state_dict(), from_pretrained(watched.export_dir).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

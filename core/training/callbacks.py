@@ -19,14 +19,20 @@ __all__ = ["PreviewCallback", "PeriodicEvalCallback", "ScheduleFreeModeCallback"
 
 @contextlib.contextmanager
 def inference_weights(pl_module: L.LightningModule):
-    """The autoencoder in eval mode with the EMA weights swapped in when EMA is on."""
+    """The autoencoder in eval mode with the EMA weights swapped in when EMA is on.
+
+    The global RNG state is forked, so previews and evaluations (data loaders draw seeds from it)
+    never change the training run's random stream.
+    """
     ae = pl_module.autoencoder
     ema = getattr(pl_module, "ema", None)
     was_training = ae.training
     ae.eval()
     swap = ema.swapped_into(ae) if ema is not None else contextlib.nullcontext()
+    device = pl_module.device
+    rng_devices = [device] if device.type == "cuda" else []
     try:
-        with swap, torch.no_grad():
+        with torch.random.fork_rng(devices=rng_devices), swap, torch.no_grad():
             yield ae
     finally:
         ae.train(was_training)

@@ -164,6 +164,11 @@ class ImageDataModule(L.LightningDataModule):
         self.samples_per_epoch = int(options.get("samples_per_epoch", 0))
         self.cache = bool(options.get("cache", False))
         self.verify = bool(options.get("verify", True))
+        if self.resize < cfg.size or self.eval_resize < self.eval_size:
+            raise ValueError(
+                f"data.options.resize={self.resize} / eval_resize={self.eval_resize} must be at least the crop sizes "
+                f"data.size={cfg.size} / eval_size={self.eval_size}"
+            )
         self.skipped: dict[str, str] = {}
         self.train_files, self.val_files = self._split_files()
 
