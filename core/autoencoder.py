@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from core.flow.loss import flow_matching_loss, per_sample_mse
+from core.flow.loss import per_sample_mse
 from core.flow.path import FlowPath
 from core.flow.time_samplers import TimeSampler, UniformTimeSampler
 from core.latent.distribution import DecoderOutput, EncoderOutput

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 
-import lightning as L
 import pytest
 import torch
 
@@ -202,7 +201,9 @@ def test_dataclass_configs_are_resolved_and_validated():
     assert to_experiment_config(ExperimentConfig(name="abc")).output_dir == "outputs/abc"
     merged = to_experiment_config({"name": "x", "trainer": {"max_steps": 5}})
     assert merged.trainer.max_steps == 5 and merged.output_dir == "outputs/x"
-    with pytest.raises(Exception):
+    from omegaconf.errors import ConfigKeyError
+
+    with pytest.raises(ConfigKeyError, match="max_stepz"):
         to_experiment_config({"trainer": {"max_stepz": 5}})
 
 

@@ -44,10 +44,9 @@ def default_demo_dir() -> Path:
 def export_demo_dataset(directory: str | os.PathLike[str] | None = None) -> Path:
     """Write the demo photographs to ``directory/{train,val}/<name>.png`` (skips existing files)."""
     root = Path(directory) if directory is not None else default_demo_dir()
-    for split, names in (("train", DEMO_TRAIN), ("val", DEMO_VAL)):
-        (root / split).mkdir(parents=True, exist_ok=True)
     photos = None
     for split, names in (("train", DEMO_TRAIN), ("val", DEMO_VAL)):
+        (root / split).mkdir(parents=True, exist_ok=True)
         for name in names:
             target = root / split / f"{name}.png"
             if target.exists():
