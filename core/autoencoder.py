@@ -157,7 +157,7 @@ class DiffusionAutoencoder(nn.Module):
         solver: str | None = None,
         noise: Tensor | None = None,
     ) -> DecoderOutput:
-        """Sample data from latents ``z`` by integrating the flow ODE from t = 1 to 0.
+        """Sample data from latents ``z`` by integrating the flow ODE from t = 1 to 0 (no gradients).
 
         Args:
             z: latents ``(B, C_z, *S/f)`` (tokenizer space, not normalised for generators).

@@ -217,6 +217,6 @@ class ImageDataModule(L.LightningDataModule):
         )
 
     def preview_batch(self, count: int = 8) -> Tensor:
-        """A fixed batch of center crops for periodic reconstructions."""
-        dataset = ImageFolderDataset(self.val_files or self.train_files, ImageTransform(self.cfg.size, self.resize, train=False))
+        """A fixed batch of held-out center crops (evaluation size) for periodic reconstructions."""
+        dataset = self.eval_dataset()
         return torch.stack([dataset[i]["x"] for i in range(min(count, len(dataset.files)))])
