@@ -38,7 +38,21 @@ def inference_weights(pl_module: L.LightningModule):
         ae.train(was_training)
 
 
-class PreviewCallback(L.Callback):
+class StepCadenceCallback(L.Callback):
+    """Calls :meth:`fire` on rank zero every ``every_n_steps`` optimiser steps (0 disables)."""
+
+    every_n_steps: int = 0
+
+    def fire(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+            self.fire(trainer, pl_module)
+
+
+class PreviewCallback(StepCadenceCallback):
     """Every ``every_n_steps`` optimiser steps, reconstruct a fixed batch and write a preview.
 
     Args:
@@ -64,12 +78,8 @@ class PreviewCallback(L.Callback):
         self.num_steps, self.suffix = num_steps, suffix
         self.written: list[Path] = []
 
-    @rank_zero_only
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = trainer.global_step
-        if self.every_n_steps <= 0 or step % self.every_n_steps:
-            return
-        self.write(pl_module, step)
+    def fire(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
+        return self.write(pl_module, trainer.global_step)
 
     def write(self, pl_module: L.LightningModule, step: int) -> Path:
         """Reconstruct the preview batch with the (EMA) weights and write it."""
@@ -83,7 +93,7 @@ class PreviewCallback(L.Callback):
         return Path(path)
 
 
-class PeriodicEvalCallback(L.Callback):
+class PeriodicEvalCallback(StepCadenceCallback):
     """Every ``every_n_steps`` steps, run the modality's held-out evaluation and log it.
 
     Metrics are logged as ``eval/<metric>_steps<n>`` for each decode step count, through every
@@ -101,12 +111,8 @@ class PeriodicEvalCallback(L.Callback):
         self.every_n_steps, self.steps = every_n_steps, list(steps)
         self.history: list[dict[str, float]] = []
 
-    @rank_zero_only
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = trainer.global_step
-        if self.every_n_steps <= 0 or step % self.every_n_steps:
-            return
-        self.run(trainer, pl_module)
+    def fire(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        return self.run(trainer, pl_module)
 
     @rank_zero_only
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
