@@ -54,6 +54,12 @@ class EMA(nn.Module):
         self.num_updates += 1
         return decay
 
+    def initial_state(self, model_state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+        """This module's state for an average that starts at ``model_state`` (keys under ``prefix``)."""
+        state = {f"shadow_{i}": model_state[prefix + key].detach().float().clone() for i, key in enumerate(self._names)}
+        state["num_updates"] = torch.zeros((), dtype=torch.long)
+        return state
+
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         """Write the averaged weights into ``model``."""

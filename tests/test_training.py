@@ -221,3 +221,24 @@ def test_previews_and_evaluation_do_not_change_training(tmp_path, demo_dir):
     watched = train(tiny_experiment(tmp_path / "b", demo_dir, preview_every_n_steps=1, eval_every_n_steps=1))
     a, b = from_pretrained(plain.export_dir).state_dict(), from_pretrained(watched.export_dir).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ema_can_be_switched_on_or_off_at_resume(tmp_path, demo_dir):
+    import lightning as L
+
+    first = train(tiny_experiment(tmp_path, demo_dir, max_steps=2, preview_every_n_steps=0))
+    saved = torch.load(first.checkpoint_dir / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+
+    class Capture(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            self.shadow = pl_module.ema.shadow_0.clone()
+
+    capture = Capture()
+    cfg = tiny_experiment(tmp_path, demo_dir, max_steps=4, preview_every_n_steps=0, resume="last")
+    cfg.ema = EMAConfig(enabled=True, decay=0.99)
+    second = train(cfg, callbacks=[capture])
+    first_key = next(k for k, v in saved.items() if k.startswith("autoencoder.") and v.dtype.is_floating_point)
+    torch.testing.assert_close(capture.shadow, saved[first_key].float())  # average starts at the checkpoint
+    assert second.global_step == 4
+    off = tiny_experiment(tmp_path, demo_dir, max_steps=5, preview_every_n_steps=0, resume="last")
+    assert train(off).global_step == 5  # EMA weights in the checkpoint are dropped with a warning

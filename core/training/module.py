@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from typing import Any
 
@@ -17,6 +18,8 @@ from core.training.config import EMAConfig, OptimConfig
 from core.training.optim import build_optimizer
 
 __all__ = ["TokenizerModule", "NonFiniteLossError"]
+
+log = logging.getLogger("difftok")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -85,6 +88,22 @@ class TokenizerModule(L.LightningModule):
         checkpoint["difftok"] = {"autoencoder": asdict(config) if config is not None else None}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._check_same_model(checkpoint)
+        self._reconcile_ema(checkpoint.get("state_dict", {}))
+
+    def _reconcile_ema(self, state: dict[str, Tensor]) -> None:
+        """Allow switching EMA on or off at resume (Lightning loads ``state`` strictly afterwards)."""
+        has_ema = any(k.startswith("ema.") for k in state)
+        if self.ema is not None and not has_ema:
+            log.warning("resuming with EMA enabled from a checkpoint without EMA: the average starts from its weights")
+            for key, value in self.ema.initial_state(state, prefix="autoencoder.").items():
+                state[f"ema.{key}"] = value
+        elif self.ema is None and has_ema:
+            log.warning("resuming with EMA disabled: the checkpoint's EMA weights are dropped")
+            for key in [k for k in state if k.startswith("ema.")]:
+                del state[key]
+
+    def _check_same_model(self, checkpoint: dict[str, Any]) -> None:
         saved = (checkpoint.get("difftok") or {}).get("autoencoder")
         config = self.autoencoder.config
         if saved is None or config is None:
