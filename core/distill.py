@@ -22,7 +22,7 @@ from core.loss_terms import LossInputs
 from core.samplers.grids import time_grid
 from core.samplers.solvers import euler_solve
 
-__all__ = ["DistillationConfig", "make_student", "distillation_losses"]
+__all__ = ["DistillationConfig", "make_student", "distillation_losses", "student_parameters"]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from modalities.image.data import ImageDataModule
 from modalities.image.evaluate import evaluate_reconstructions
 from modalities.image.preview import write_image_preview
 
-__all__ = ["image", "make_image_datamodule"]
+__all__ = ["image", "make_image_datamodule", "evaluate_held_out"]
 
 
 def make_image_datamodule(cfg: Any, seed: int, batch_size: int) -> ImageDataModule:
@@ -24,13 +24,10 @@ def make_image_datamodule(cfg: Any, seed: int, batch_size: int) -> ImageDataModu
 
 def evaluate_held_out(autoencoder: Any, datamodule: ImageDataModule, num_steps: int) -> dict[str, float]:
     """PSNR (mean per image) and SSIM of held-out reconstructions with ``num_steps`` Euler steps."""
-    metrics = evaluate_reconstructions(autoencoder, datamodule.eval_dataset(), steps=(num_steps,), device=autoencoder_device(autoencoder))
+    device = next(autoencoder.parameters()).device
+    metrics = evaluate_reconstructions(autoencoder, datamodule.eval_dataset(), steps=(num_steps,), device=device)
     m = metrics[f"steps_{num_steps}"]
     return {"psnr": m["psnr_mean_per_image"], "ssim": m["ssim"]}
-
-
-def autoencoder_device(autoencoder: Any) -> Any:
-    return next(autoencoder.parameters()).device
 
 
 @MODALITIES.register("image")
