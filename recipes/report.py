@@ -8,9 +8,13 @@ from pathlib import Path
 __all__ = ["read_loss_curve", "plot_loss_curve", "run_loss_logs"]
 
 
+def _as_files(metrics_csv: str | Path | list[Path]) -> list[Path]:
+    return metrics_csv if isinstance(metrics_csv, list) else [Path(metrics_csv)]
+
+
 def read_loss_curve(metrics_csv: str | Path | list[Path], key: str = "train/fm") -> tuple[list[int], list[float]]:
     """(steps, values) of one logged scalar from Lightning CSV logs (several files: a resumed run)."""
-    files = metrics_csv if isinstance(metrics_csv, list) else [Path(metrics_csv)]
+    files = _as_files(metrics_csv)
     by_step: dict[int, float] = {}
     for path in files:
         with open(path, newline="") as handle:
@@ -45,7 +49,7 @@ def plot_loss_curve(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    files = metrics_csv if isinstance(metrics_csv, list) else [Path(metrics_csv)]
+    files = _as_files(metrics_csv)
     steps, values = read_loss_curve(files, key)
     if not steps:
         raise ValueError(f"no '{key}' values in {files}")

@@ -111,15 +111,12 @@ class PeriodicEvalCallback(StepCadenceCallback):
         self.every_n_steps, self.steps = every_n_steps, list(steps)
         self.history: list[dict[str, float]] = []
 
-    def fire(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
-        return self.run(trainer, pl_module)
-
     @rank_zero_only
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.every_n_steps > 0 and (not self.history or self.history[-1]["step"] != trainer.global_step):
-            self.run(trainer, pl_module)  # always end with the final weights' numbers
+            self.fire(trainer, pl_module)  # always end with the final weights' numbers
 
-    def run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+    def fire(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         """Evaluate now and log under the current global step."""
         metrics: dict[str, float] = {}
         with inference_weights(pl_module) as ae:
