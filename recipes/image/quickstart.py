@@ -12,14 +12,12 @@ the nearest-upsampled latent, Euler decoding from t = 1. Widths are reduced to f
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from core.builder import AutoencoderConfig, ComponentConfig
 from core.training.cli import Recipe, run_recipe
 from core.training.config import DataConfig, EMAConfig, ExperimentConfig, OptimConfig, TrainerConfig
-from core.training.run import TrainResult, to_experiment_config
+from core.training.run import TrainResult
 
 EVAL_STEPS = (1, 10, 50)
 
@@ -65,37 +63,9 @@ def build_config() -> ExperimentConfig:
 
 def write_report(cfg: Any, result: TrainResult) -> dict[str, Any]:
     """Evaluate held-out photographs and write ``reconstructions.png``, ``loss.png``, ``metrics.json``."""
-    from core.pretrained import from_pretrained
-    from modalities.image.evaluate import evaluate_reconstructions
-    from recipes.report import plot_loss_curve, run_loss_logs
+    from recipes.image.report import write_reconstruction_report
 
-    cfg = to_experiment_config(cfg)
-    out = Path(cfg.output_dir)
-    tokenizer = from_pretrained(result.export_dir, modality="image")
-    dataset = result.datamodule.eval_dataset()
-    metrics = evaluate_reconstructions(
-        tokenizer, dataset, steps=EVAL_STEPS, batch_size=4, seed=cfg.seed, grid_path=out / "reconstructions.png"
-    )
-    logs = run_loss_logs(out)
-    loss_png = plot_loss_curve(logs, out / "loss.png") if logs else None
-    report = {
-        "experiment": cfg.name,
-        "global_step": result.global_step,
-        "train_wall_time_s": round(result.wall_time_s, 1),
-        "eval_images": [Path(f).stem for f in dataset.files],
-        "eval_resolution": cfg.data.options.get("eval_size", cfg.data.size),
-        "reconstruction": metrics,
-    }
-    (out / "metrics.json").write_text(json.dumps(report, indent=2))
-    print(f"\nquickstart finished in {result.wall_time_s:.0f}s of training ({result.global_step} steps)")
-    for n in EVAL_STEPS:
-        m = metrics[f"steps_{n}"]
-        print(f"  held-out PSNR {m['psnr_mean_per_image']:.2f} dB, SSIM {m['ssim']:.3f} with {n} Euler step(s)")
-    print(f"  reconstruction grid: {out / 'reconstructions.png'}")
-    print(f"  loss plot:           {loss_png}")
-    print(f"  metrics:             {out / 'metrics.json'}")
-    print(f"  tokenizer export:    {result.export_dir}  (core.from_pretrained)")
-    return report
+    return write_reconstruction_report(cfg, result, steps=EVAL_STEPS)
 
 
 RECIPE = Recipe(name="quickstart", build_config=build_config, after_train=write_report)
