@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from core.builder import AutoencoderConfig
 
-__all__ = ["DataConfig", "OptimConfig", "EMAConfig", "TrainerConfig", "ExperimentConfig"]
+__all__ = ["DataConfig", "OptimConfig", "EMAConfig", "InitConfig", "DistillConfig", "TrainerConfig", "ExperimentConfig"]
 
 
 @dataclass
@@ -52,6 +52,28 @@ class EMAConfig:
 
 
 @dataclass
+class InitConfig:
+    """Where a run's weights start (fine-tune stages, SSDD's shared frozen encoder)."""
+
+    weights: Optional[str] = None  # save_pretrained folder: initialise the whole tokenizer from it
+    encoder_weights: Optional[str] = None  # save_pretrained folder: take only the encoder from it
+    freeze_encoder: bool = False  # encoder gets no gradients and no optimiser updates
+
+
+@dataclass
+class DistillConfig:
+    """Single-step distillation (SSDD §4): the student starts from ``teacher`` and learns its
+    ``teacher_steps``-step Euler samples in one step."""
+
+    enabled: bool = False
+    teacher: Optional[str] = None  # save_pretrained folder of the multi-step model (its EMA export)
+    teacher_steps: int = 12
+    grid: str = "power"
+    power: float = 2.0
+    train_encoder: bool = False
+
+
+@dataclass
 class TrainerConfig:
     """Lightning trainer settings."""
 
@@ -84,4 +106,6 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from core.autoencoder import DiffusionAutoencoder
+from core.distill import DistillationConfig, distillation_losses
 from core.ema import EMA
 from core.flow.loss import TimeBucketLoss
 from core.pretrained import CheckpointMismatchError
@@ -36,27 +37,56 @@ def batch_data(batch: Any) -> Tensor:
 
 
 class TokenizerModule(L.LightningModule):
-    """Trains ``autoencoder.training_losses`` with an optional EMA and a per-t loss monitor.
+    """Trains ``autoencoder.training_losses`` (or, with a ``teacher``, single-step distillation)
+    with an optional EMA and a per-t loss monitor.
 
     Args:
-        autoencoder: the model (built by :func:`core.builder.build_autoencoder`).
+        autoencoder: the model (built by :func:`core.builder.build_autoencoder`); the student when distilling.
         optim: optimiser settings.
         ema: EMA settings.
         loss_buckets: number of time buckets for the ``loss_t*`` monitor.
+        teacher: frozen multi-step model to distill (kept in eval mode, left out of checkpoints).
+        distill: teacher sampling settings.
+        distill_train_encoder: let distillation update the student's encoder.
     """
 
-    def __init__(self, autoencoder: DiffusionAutoencoder, optim: OptimConfig, ema: EMAConfig | None = None, loss_buckets: int = 10) -> None:
+    def __init__(
+        self,
+        autoencoder: DiffusionAutoencoder,
+        optim: OptimConfig,
+        ema: EMAConfig | None = None,
+        loss_buckets: int = 10,
+        *,
+        teacher: DiffusionAutoencoder | None = None,
+        distill: DistillationConfig | None = None,
+        distill_train_encoder: bool = False,
+    ) -> None:
         super().__init__()
         self.autoencoder = autoencoder
         self.optim_config = optim
         self.ema = EMA(autoencoder, ema.decay, ema.start_step, ema.warmup) if ema is not None and ema.enabled else None
         self.loss_by_time = TimeBucketLoss(loss_buckets)
+        self.teacher = teacher.requires_grad_(False).eval() if teacher is not None else None
+        self.distill_config = distill or DistillationConfig()
+        self.distill_train_encoder = distill_train_encoder
+
+    def train(self, mode: bool = True) -> "TokenizerModule":
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()  # the teacher samples deterministically in eval mode, always
+        return self
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return build_optimizer(self.autoencoder, self.optim_config)
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        losses = self.autoencoder.training_losses(batch_data(batch))
+        x = batch_data(batch)
+        if self.teacher is not None:
+            losses = distillation_losses(
+                self.autoencoder, self.teacher, x, config=self.distill_config, train_encoder=self.distill_train_encoder
+            )
+        else:
+            losses = self.autoencoder.training_losses(x)
         scalars = {k: v for k, v in losses.items() if v.ndim == 0}
         if not torch.isfinite(torch.stack([v.detach().float() for v in scalars.values()])).all():
             bad = {k: float(v) for k, v in scalars.items() if not torch.isfinite(v)}
@@ -64,7 +94,8 @@ class TokenizerModule(L.LightningModule):
                 f"non-finite loss at step {self.global_step}: {bad}. Lower the learning rate, enable gradient "
                 f"clipping (optim.grad_clip) or check the data for corrupt samples; resume from the last checkpoint."
             )
-        self.loss_by_time.update(losses["t"], losses["fm_per_sample"])
+        if "fm_per_sample" in losses:
+            self.loss_by_time.update(losses["t"], losses["fm_per_sample"])
         self.log_dict({f"train/{k}": v.detach() for k, v in scalars.items()}, prog_bar=False, on_step=True, on_epoch=False)
         self.log("loss", scalars["loss"].detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
         if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
@@ -86,9 +117,16 @@ class TokenizerModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         config = self.autoencoder.config
         checkpoint["difftok"] = {"autoencoder": asdict(config) if config is not None else None}
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("teacher.")]:
+            del state[key]  # frozen and reloaded from distill.teacher: not worth a second copy
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._check_same_model(checkpoint)
+        if self.teacher is not None:
+            state = checkpoint.setdefault("state_dict", {})
+            for key, value in self.teacher.state_dict().items():
+                state.setdefault(f"teacher.{key}", value)
         self._reconcile_ema(checkpoint.get("state_dict", {}))
 
     def _reconcile_ema(self, state: dict[str, Tensor]) -> None:

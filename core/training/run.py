@@ -20,10 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from core.builder import build_autoencoder
 from core.modality import get_modality
-from core.pretrained import save_pretrained
+from core.distill import DistillationConfig
+from core.pretrained import from_pretrained, save_pretrained
 from core.training.callbacks import PeriodicEvalCallback, PreviewCallback, ScheduleFreeModeCallback
 from core.training.checkpoint_io import AtomicCheckpointIO
 from core.training.config import ExperimentConfig
+from core.training.init_weights import apply_init, freeze_encoder, load_weights_into
 from core.training.module import TokenizerModule
 
 __all__ = ["TrainResult", "train", "to_experiment_config", "resolve_precision", "per_device_batch_size"]
@@ -110,7 +112,8 @@ def train(cfg: ExperimentConfig | DictConfig | dict, *, callbacks: list[L.Callba
     local_batch = per_device_batch_size(cfg.data.batch_size, tcfg.devices, tcfg.num_nodes, tcfg.accelerator)
     datamodule = modality.make_datamodule(cfg.data, cfg.seed, local_batch)
     autoencoder = build_autoencoder(cfg.model)
-    module = TokenizerModule(autoencoder, cfg.optim, cfg.ema)
+    apply_init(autoencoder, cfg.init)
+    module = TokenizerModule(autoencoder, cfg.optim, cfg.ema, **_distillation(cfg, autoencoder))
 
     ckpt_dir = out / "checkpoints"
     checkpoint = ModelCheckpoint(
@@ -159,6 +162,23 @@ def train(cfg: ExperimentConfig | DictConfig | dict, *, callbacks: list[L.Callba
         wall_time_s=time.perf_counter() - start, previews=list(preview.written) if preview else [],
         module=module, datamodule=datamodule,
     )
+
+
+def _distillation(cfg: ExperimentConfig, student: Any) -> dict[str, Any]:
+    """Teacher and settings for ``TokenizerModule`` when ``cfg.distill.enabled``; the student starts
+    from the teacher's weights unless ``init.weights`` says otherwise."""
+    dcfg = cfg.distill
+    if not dcfg.enabled:
+        return {}
+    if not dcfg.teacher:
+        raise ValueError("distill.enabled=true needs distill.teacher=<save_pretrained folder of the multi-step model>")
+    teacher = from_pretrained(dcfg.teacher, modality=cfg.model.modality)
+    if not cfg.init.weights:
+        load_weights_into(student, dcfg.teacher)
+    if not dcfg.train_encoder:
+        freeze_encoder(student)
+    config = DistillationConfig(teacher_steps=dcfg.teacher_steps, grid=dcfg.grid, power=dcfg.power)
+    return {"teacher": teacher, "distill": config, "distill_train_encoder": dcfg.train_encoder}
 
 
 def _resolve_resume(resume: str | None, ckpt_dir: Path) -> str | None:
