@@ -37,6 +37,13 @@ def rename_state_dict(
     ``rename`` returns the difftok name, ``None`` to drop the tensor on purpose, or raises
     ``KeyError`` for a key it does not know (reported as unconsumed).
     """
+    return _rename_with_origin(foreign, rename, source=source)[0]
+
+
+def _rename_with_origin(
+    foreign: Mapping[str, Tensor], rename: Callable[[str], str | None], *, source: str
+) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """:func:`rename_state_dict` plus ``{difftok name: foreign name}`` for error messages."""
     out: dict[str, Tensor] = {}
     origin: dict[str, str] = {}
     unknown: list[str] = []
@@ -60,7 +67,7 @@ def rename_state_dict(
         problems.append(f"{len(duplicates)} difftok names would be filled twice: {_head(duplicates)}")
     if problems:
         raise WeightImportError(f"cannot import {source}: " + "; ".join(problems))
-    return out
+    return out, origin
 
 
 @torch.no_grad()
@@ -73,16 +80,18 @@ def import_state_dict(
 ) -> None:
     """Copy ``foreign`` into ``model`` through ``rename``; every tensor on both sides must be used once.
 
+    Nothing is copied unless the whole mapping is valid.
+
     Raises:
         WeightImportError: unconsumed foreign tensors, unfilled model tensors, or shape mismatches,
-            each listed by name.
+            each listed by name (with the foreign name it came from).
     """
-    renamed = rename_state_dict(foreign, rename, source=source)
+    renamed, origin = _rename_with_origin(foreign, rename, source=source)
     target = model.state_dict()
     missing = [k for k in target if k not in renamed]
-    unexpected = [f"{k} (from {k!r})" for k in renamed if k not in target]
+    unexpected = [f"{k} (from {origin[k]})" for k in renamed if k not in target]
     mismatched = [
-        f"{k}: {source} {tuple(v.shape)} vs difftok {tuple(target[k].shape)}"
+        f"{k} (from {origin[k]}): {source} {tuple(v.shape)} vs difftok {tuple(target[k].shape)}"
         for k, v in renamed.items()
         if k in target and tuple(v.shape) != tuple(target[k].shape)
     ]

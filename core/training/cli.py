@@ -26,11 +26,12 @@ __all__ = ["Recipe", "register_recipe", "compose_recipe", "run_recipe"]
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named experiment: a config builder and an optional step after training."""
+    """A named experiment: a config builder, an optional check before training and an optional step after."""
 
     name: str
     build_config: Callable[[], ExperimentConfig]
     after_train: Callable[[Any, Any], Any] | None = None  # (cfg, TrainResult) -> anything
+    check: Callable[[Any], None] | None = None  # (composed cfg) -> None; raises to refuse the run early
 
 
 def register_recipe(recipe: Recipe) -> Recipe:
@@ -63,6 +64,8 @@ def run_recipe(recipe: Recipe, argv: list[str] | None = None) -> None:
 
     @hydra.main(version_base="1.3", config_path=None, config_name=recipe.name)
     def _main(cfg: DictConfig) -> None:
+        if recipe.check is not None:
+            recipe.check(cfg)
         result = train(cfg)
         if recipe.after_train is not None:
             recipe.after_train(cfg, result)

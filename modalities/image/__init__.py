@@ -1,7 +1,8 @@
 """Image modality plugin: ``(B, 3, H, W)`` in [-1, 1].
 
-Registers the ``image`` modality (folder / bundled-demo data, PNG previews). Architectures are the
-core's dimension-generic networks (``conv_encoder``, ``unet_decoder``) with ``spatial_dims=2``.
+Registers the ``image`` modality (folder / bundled-demo data, PNG previews) and the DiTo presets
+(:mod:`modalities.image.dito`: encoder ``ldm_f8c4``, decoders ``dito_tiny/b/l/xl``), which are the
+core's dimension-generic networks (``conv_encoder``, ``unet_decoder``) at fixed sizes.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 from core.modality import Modality
 from core.registry import MODALITIES
+from modalities.image import dito  # noqa: F401  (registers the DiTo encoder/decoders)
 from modalities.image.data import ImageDataModule
 from modalities.image.evaluate import evaluate_reconstructions
 from modalities.image.preview import write_image_preview
