@@ -1,7 +1,8 @@
 """Image modality plugin: ``(B, 3, H, W)`` in [-1, 1].
 
-Registers the ``image`` modality (folder / bundled-demo data, PNG previews). Architectures are the
-core's dimension-generic networks (``conv_encoder``, ``unet_decoder``) with ``spatial_dims=2``.
+Registers the ``image`` modality (folder / bundled-demo data, PNG previews), SSDD's decoders
+(``ssdd_*``) and KL encoders (``kl_f8c4``, ``kl_f16c4``). The core's dimension-generic networks
+(``conv_encoder``, ``unet_decoder``) work with ``spatial_dims=2``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from core.registry import MODALITIES
 from modalities.image.data import ImageDataModule
 from modalities.image.evaluate import evaluate_reconstructions
 from modalities.image.preview import write_image_preview
+from modalities.image.ssdd import sizes as _ssdd_sizes  # noqa: F401  (registers ssdd_* decoders)
+from modalities.image.ssdd import encoders as _ssdd_encoders  # noqa: F401  (registers kl_f8c4 / kl_f16c4)
 
 __all__ = ["image", "make_image_datamodule", "evaluate_held_out"]
 
