@@ -1,8 +1,9 @@
 """Image modality plugin: ``(B, 3, H, W)`` in [-1, 1].
 
-Registers the ``image`` modality (folder / bundled-demo data, PNG previews) and the DiTo presets
-(:mod:`modalities.image.dito`: encoder ``ldm_f8c4``, decoders ``dito_tiny/b/l/xl``), which are the
-core's dimension-generic networks (``conv_encoder``, ``unet_decoder``) at fixed sizes.
+Registers the ``image`` modality (folder / bundled-demo data, PNG previews), the DiTo presets
+(:mod:`modalities.image.dito`: encoder ``ldm_f8c4``, decoders ``dito_tiny/b/l/xl`` — the core's
+dimension-generic ``conv_encoder``/``unet_decoder`` at fixed sizes), SSDD's U-ViT decoders
+(``ssdd_*``) and KL encoders (``kl_f8c4``, ``kl_f16c4``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from modalities.image import dito  # noqa: F401  (registers the DiTo encoder/dec
 from modalities.image.data import ImageDataModule
 from modalities.image.evaluate import evaluate_reconstructions
 from modalities.image.preview import write_image_preview
+from modalities.image.ssdd import sizes as _ssdd_sizes  # noqa: F401  (registers ssdd_* decoders)
+from modalities.image.ssdd import encoders as _ssdd_encoders  # noqa: F401  (registers kl_f8c4 / kl_f16c4)
 
 __all__ = ["image", "make_image_datamodule", "evaluate_held_out"]
 
