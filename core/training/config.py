@@ -19,7 +19,7 @@ class DataConfig:
     """Data source and loader settings (modality plugins read ``options`` for their own keys)."""
 
     root: Optional[str] = None  # folder of files (ImageNet-style class folders allowed)
-    shards: Optional[str] = None  # webdataset shard pattern (read by plugins that support it; image: not yet)
+    shards: Optional[str] = None  # webdataset shards: brace pattern, directory or '::'-joined list (image: streamed)
     demo: bool = False  # use the real sample data bundled with the installed packages
     size: int = 256  # training crop size along every spatial dim
     batch_size: int = 64  # GLOBAL batch, split over devices x nodes (must divide evenly)

@@ -3,6 +3,9 @@
 Train transform (DiTo): shorter side to ``resize`` (Lanczos), random ``size`` crop, horizontal flip,
 map to [-1, 1]. Eval transform: shorter side to ``resize``, center crop ``eval_size``.
 Unreadable or corrupt files are skipped, counted and reported; the run continues.
+
+Training reads either a folder (``data.root`` / ``data.demo``) or webdataset shards (``data.shards``,
+streamed by :mod:`modalities.image.stream` with the same train transform).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from modalities.image.demo import export_demo_dataset
+from modalities.image.sources import ImageRef, TarMember, expand_shards, list_shard_members, open_image
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageTransform", "ImageFolderDataset", "ImageDataModule", "list_images", "to_tensor"]
 
@@ -79,17 +83,17 @@ def resize_shorter_side(image: Image.Image, target: int) -> Image.Image:
 
 
 class ImageFolderDataset(Dataset):
-    """Images from a list of files; bad files are skipped and counted.
+    """Images from a list of files (or tar-shard members); bad files are skipped and counted.
 
     Args:
-        files: image paths.
+        files: image paths or :class:`~modalities.image.sources.TarMember` references.
         transform: :class:`ImageTransform`.
         samples_per_epoch: virtual length (>= len(files)) so tiny folders still fill batches.
         cache: keep decoded images in memory (per process), for small datasets.
         seed: base seed of the crop/flip randomness.
     """
 
-    def __init__(self, files: list[Path], transform: ImageTransform, samples_per_epoch: int = 0, cache: bool = False, seed: int = 0) -> None:
+    def __init__(self, files: list[ImageRef], transform: ImageTransform, samples_per_epoch: int = 0, cache: bool = False, seed: int = 0) -> None:
         if not files:
             raise ValueError("ImageFolderDataset needs at least one file")
         self.files, self.transform = list(files), transform
@@ -102,12 +106,11 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def _load(self, path: Path) -> Image.Image:
+    def _load(self, path: ImageRef) -> Image.Image:
         key = str(path)
         if key in self._cache:
             return self._cache[key]
-        with Image.open(path) as handle:
-            image = handle.convert("RGB")
+        image = open_image(path)
         if self.cache_enabled:
             image = resize_shorter_side(image, self.transform.resize)
             self._cache[key] = image
@@ -129,16 +132,19 @@ class ImageFolderDataset(Dataset):
         raise RuntimeError(f"every image file is unreadable ({len(self.skipped)} skipped); first: {next(iter(self.skipped.items()))}")
 
 
-def scan_images(files: list[Path]) -> tuple[list[Path], dict[str, str]]:
+def scan_images(files: list[ImageRef]) -> tuple[list[ImageRef], dict[str, str]]:
     """Check that every file opens as an image; return (good files, {bad file: reason})."""
     good, bad = [], {}
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     for path in files:
         try:
-            with Image.open(path) as handle:
-                handle.verify()
-            with Image.open(path) as handle:
-                handle.load()
+            if isinstance(path, TarMember):
+                open_image(path)
+            else:
+                with Image.open(path) as handle:
+                    handle.verify()
+                with Image.open(path) as handle:
+                    handle.load()
             good.append(path)
         except Exception as err:  # PIL raises many types for corrupt data
             bad[str(path)] = f"{type(err).__name__}: {err}"
@@ -146,11 +152,18 @@ def scan_images(files: list[Path]) -> tuple[list[Path], dict[str, str]]:
 
 
 class ImageDataModule(L.LightningDataModule):
-    """Folder (or bundled demo) images for tokenizer training.
+    """Folder (or bundled demo) images, or streamed webdataset shards, for tokenizer training.
 
     Reads :class:`core.training.config.DataConfig`; ``options`` keys: ``resize`` (shorter side
     before cropping, default ``size``), ``eval_size``/``eval_resize``, ``samples_per_epoch``,
-    ``cache`` (bool), ``verify`` (scan files at setup, default True).
+    ``cache`` (bool), ``verify`` (scan files at setup, default True), ``shuffle_buffer`` (shards,
+    default 1000).
+
+    With ``data.shards``, training streams the shards (resampled per rank and worker, epochs of
+    ``samples_per_epoch`` images, default: the count in the shards' ``index.json``). Evaluation and
+    previews then use ``data.root``/``data.demo`` when given (its ``val/`` folder if present; a seeded
+    class-stratified subset of ``data.holdout`` images when ``holdout > 0``), otherwise the first
+    ``max(holdout, 8)`` samples of the first shard (which are also trained on).
     """
 
     def __init__(self, cfg: Any, seed: int = 0, batch_size: int | None = None) -> None:
@@ -164,21 +177,25 @@ class ImageDataModule(L.LightningDataModule):
         self.samples_per_epoch = int(options.get("samples_per_epoch", 0))
         self.cache = bool(options.get("cache", False))
         self.verify = bool(options.get("verify", True))
+        self.shuffle_buffer = int(options.get("shuffle_buffer", 1000))
         if self.resize < cfg.size or self.eval_resize < self.eval_size:
             raise ValueError(
                 f"data.options.resize={self.resize} / eval_resize={self.eval_resize} must be at least the crop sizes "
                 f"data.size={cfg.size} / eval_size={self.eval_size}"
             )
         self.skipped: dict[str, str] = {}
-        self.train_files, self.val_files = self._split_files()
+        self.shard_urls: list[str] = expand_shards(cfg.shards) if cfg.shards else []
+        self.train_files, self.val_files = self._split_shards() if self.shard_urls else self._split_files()
 
-    def _split_files(self) -> tuple[list[Path], list[Path]]:
+    def _data_root(self) -> Path | None:
         cfg = self.cfg
-        if cfg.shards:
-            raise NotImplementedError("data.shards (webdataset) is not supported by the image datamodule yet; use data.root")
-        root = Path(export_demo_dataset(cfg.root)) if cfg.demo else Path(cfg.root) if cfg.root else None
+        return Path(export_demo_dataset(cfg.root)) if cfg.demo else Path(cfg.root) if cfg.root else None
+
+    def _split_files(self) -> tuple[list[ImageRef], list[ImageRef]]:
+        cfg = self.cfg
+        root = self._data_root()
         if root is None:
-            raise ValueError("no image data given: set data.root=/path/to/images or data.demo=true")
+            raise ValueError("no image data given: set data.root=/path/to/images, data.shards=... or data.demo=true")
         if (root / "train").is_dir() and (root / "val").is_dir():
             train, val = list_images(root / "train"), list_images(root / "val")
         else:
@@ -188,19 +205,64 @@ class ImageDataModule(L.LightningDataModule):
             held = set(order[: cfg.holdout])
             train = [f for i, f in enumerate(files) if i not in held]
             val = [f for i, f in enumerate(files) if i in held]
-        if self.verify:
-            train, bad_train = scan_images(train)
-            val, bad_val = scan_images(val)
-            self.skipped.update(bad_train | bad_val)
-            if self.skipped:
-                shown = "; ".join(f"{k} ({v})" for k, v in list(self.skipped.items())[:5])
-                log.warning("skipped %d unreadable image file(s): %s", len(self.skipped), shown)
+        train, val = self._verified(train), self._verified(val)
         if not train:
             raise FileNotFoundError(f"no readable training images under {root} ({len(self.skipped)} unreadable)")
         return train, val
 
-    def train_dataset(self) -> ImageFolderDataset:
+    def _split_shards(self) -> tuple[list[ImageRef], list[ImageRef]]:
+        """Training streams the shards; returns ([], evaluation references)."""
+        from modalities.image.sources import folder_class_names
+        from modalities.image.subset import stratified_subset
+
+        root = self._data_root()
+        holdout = int(self.cfg.holdout)
+        if root is None:
+            return [], self._verified(list(list_shard_members(self.shard_urls[:1])[: max(holdout, 8)]))
+        eval_root = root / "val" if (root / "val").is_dir() else root
+        files: list[ImageRef] = list(list_images(eval_root))
+        if holdout <= 0:
+            return [], self._verified(files)
+        # walk the full stratified order and keep the first `holdout` readable images
+        chosen: list[ImageRef] = []
+        for index in stratified_subset(folder_class_names(files, eval_root), len(files), self.seed):
+            chosen.extend(self._verified([files[index]]))
+            if len(chosen) == holdout:
+                break
+        return [], chosen
+
+    def _verified(self, files: list[ImageRef]) -> list[ImageRef]:
+        if not self.verify or not files:
+            return files
+        good, bad = scan_images(files)
+        if bad:
+            self.skipped.update(bad)
+            shown = "; ".join(f"{k} ({v})" for k, v in list(bad.items())[:5])
+            log.warning("skipped %d unreadable image file(s): %s", len(bad), shown)
+        return good
+
+    def stream_epoch_samples(self) -> int:
+        """Global images per epoch when streaming: option, else the shards' ``index.json`` count."""
+        if self.samples_per_epoch > 0:
+            return self.samples_per_epoch
+        from modalities.image.shards import read_shard_index
+
+        index = read_shard_index(Path(self.shard_urls[0]).parent) if "://" not in self.shard_urls[0] else None
+        if index and index.get("num_samples"):
+            return int(index["num_samples"])
+        guess = 1000 * len(self.shard_urls)
+        log.warning("no index.json next to the shards: assuming %d images per epoch (set data.options.samples_per_epoch)", guess)
+        return guess
+
+    def train_dataset(self) -> Any:
+        """Map-style folder dataset, or the infinite shard stream (``IterableDataset``) with ``data.shards``."""
         transform = ImageTransform(self.cfg.size, self.resize, train=True)
+        if self.shard_urls:
+            from modalities.image.stream import make_shard_stream, plan_epoch
+
+            world = self.trainer.world_size if self.trainer is not None else 1
+            plan = plan_epoch(self.stream_epoch_samples(), self.batch_size, int(self.cfg.num_workers), world)
+            return make_shard_stream(self.shard_urls, transform, plan, seed=self.seed, shuffle_buffer=self.shuffle_buffer)
         samples = max(self.samples_per_epoch, self.batch_size)  # tiny folders still fill a batch
         return ImageFolderDataset(self.train_files, transform, samples, self.cache, self.seed)
 
@@ -212,7 +274,7 @@ class ImageDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         workers = int(self.cfg.num_workers)
         return DataLoader(
-            self.train_dataset(), batch_size=self.batch_size, shuffle=True, drop_last=True, num_workers=workers,
+            self.train_dataset(), batch_size=self.batch_size, shuffle=not self.shard_urls, drop_last=True, num_workers=workers,
             persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +47,7 @@ class ReconstructionMetrics:
         mse = self.mse_sum / self.pixels
         return {
             "psnr_mean_per_image": self.psnr_sum / self.images,
-            "psnr_dataset": float(10 * torch.log10(torch.tensor(255.0**2 / max(mse, 1e-10)))),
+            "psnr_dataset": 10 * math.log10(255.0**2 / max(mse, 1e-10)),  # float64, not a float32 tensor
             "ssim": self.ssim_sum / self.images,
             "num_images": self.images,
         }

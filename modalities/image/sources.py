@@ -1,0 +1,170 @@
+"""Where images come from: files in a folder or members of webdataset tar shards.
+
+An *image reference* is either a :class:`pathlib.Path` or a :class:`TarMember` (an image stored in an
+uncompressed tar shard, read by seeking to its bytes). Both open with :func:`open_image`, so map-style
+datasets (evaluation, previews) work on folders and shards alike.
+
+Shard layout (written by :mod:`modalities.image.shards`, readable by any webdataset reader): every
+sample is ``<key>.<image ext>`` (the original encoded bytes) plus ``<key>.cls`` (the class index as
+text); keys contain no dots.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+from PIL import Image
+
+__all__ = [
+    "SHARD_IMAGE_EXTENSIONS",
+    "TarMember",
+    "ImageRef",
+    "open_image",
+    "ref_key",
+    "expand_shards",
+    "list_shard_members",
+    "folder_class_names",
+]
+
+# lower-case extensions (without dot) treated as the image of a shard sample
+SHARD_IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "ppm", "gif")
+
+
+@dataclass(frozen=True)
+class TarMember:
+    """One image inside an uncompressed tar shard.
+
+    Attributes:
+        shard: path of the ``.tar`` file.
+        key: the webdataset sample key.
+        offset: byte offset of the image data inside the tar.
+        size: number of bytes of the image data.
+        label: class index from the sample's ``.cls`` member (-1 when absent).
+    """
+
+    shard: str
+    key: str
+    offset: int
+    size: int
+    label: int = -1
+
+    @property
+    def stem(self) -> str:
+        """Name used in reports (same role as ``Path.stem`` for files)."""
+        return self.key
+
+    def read_bytes(self) -> bytes:
+        """The encoded image bytes."""
+        with open(self.shard, "rb") as handle:
+            handle.seek(self.offset)
+            data = handle.read(self.size)
+        if len(data) != self.size:
+            raise OSError(f"{self.shard} is truncated: {self.key} needs {self.size} bytes at offset {self.offset}")
+        return data
+
+    def __str__(self) -> str:
+        return f"{self.shard}::{self.key}"
+
+
+ImageRef = Union[Path, TarMember]
+
+
+def open_image(ref: ImageRef) -> Image.Image:
+    """Decode a file or tar member to an RGB PIL image (raises OSError/SyntaxError on corrupt data)."""
+    if isinstance(ref, TarMember):
+        with Image.open(io.BytesIO(ref.read_bytes())) as handle:
+            return handle.convert("RGB")
+    with Image.open(ref) as handle:
+        return handle.convert("RGB")
+
+
+def ref_key(ref: ImageRef) -> str:
+    """Short identifier of a reference (file stem or sample key)."""
+    return ref.stem
+
+
+def _is_remote(url: str) -> bool:
+    return "://" in url or url.startswith("pipe:")
+
+
+def expand_shards(spec: str | Sequence[str]) -> list[str]:
+    """Shard paths from a brace pattern, a directory, a glob, ``"::"``-joined parts or a list.
+
+    Examples: ``"data/shard-{000000..000099}.tar"``, ``"data/"`` (every ``*.tar`` inside, sorted),
+    ``"a/shard-*.tar::b/shard-*.tar"``, ``["a.tar", "b.tar"]``. Local paths must exist.
+    """
+    from webdataset.shardlists import expand_urls
+
+    parts = [spec] if isinstance(spec, str) else list(spec)
+    urls: list[str] = []
+    for part in parts:
+        for item in str(part).split("::"):
+            if not item:
+                continue
+            if not _is_remote(item) and os.path.isdir(item):
+                found = sorted(glob.glob(os.path.join(item, "*.tar")))
+                if not found:
+                    raise FileNotFoundError(f"no *.tar shards in directory {item}; convert a folder with recipes.image.make_shards")
+                urls.extend(found)
+            elif "{" in item:
+                urls.extend(expand_urls(item))
+            elif any(c in item for c in "*?[") and not _is_remote(item):
+                urls.extend(sorted(glob.glob(item)))
+            else:
+                urls.append(item)
+    if not urls:
+        raise FileNotFoundError(f"data.shards={spec!r} matches no shard files")
+    missing = [u for u in urls if not _is_remote(u) and not os.path.isfile(u)]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(urls)} shard(s) in data.shards={spec!r} do not exist (first: {missing[0]}); "
+            f"check the brace range against the shard files, or pass the shard directory"
+        )
+    return urls
+
+
+def _split_key(name: str) -> tuple[str, str]:
+    """webdataset convention: the key ends at the first dot of the file name."""
+    directory, _, base = name.rpartition("/")
+    stem, dot, ext = base.partition(".")
+    return (f"{directory}/{stem}" if directory else stem), (ext.lower() if dot else "")
+
+
+def list_shard_members(urls: Sequence[str]) -> list[TarMember]:
+    """Every image sample in local uncompressed tar shards, in shard order (reads tar headers only)."""
+    members: list[TarMember] = []
+    for url in urls:
+        if _is_remote(url):
+            raise ValueError(f"cannot index remote shard {url} for map-style reading; copy the shards locally")
+        images: dict[str, tarfile.TarInfo] = {}
+        labels: dict[str, int] = {}
+        with tarfile.open(url, mode="r:") as tar:
+            for info in tar:
+                if not info.isfile():
+                    continue
+                key, ext = _split_key(info.name)
+                if ext in SHARD_IMAGE_EXTENSIONS:
+                    images[key] = info
+                elif ext == "cls":
+                    handle = tar.extractfile(info)
+                    labels[key] = int(handle.read().decode().strip()) if handle is not None else -1
+        for key, info in images.items():
+            members.append(TarMember(url, key, info.offset_data, info.size, labels.get(key, -1)))
+    return members
+
+
+def folder_class_names(files: Sequence[Path], root: str | Path) -> list[str]:
+    """Class of each file: its top-level sub-folder under ``root`` (``""`` for files directly in it)."""
+    root = Path(root)
+    names = []
+    for path in files:
+        parts = Path(path).relative_to(root).parts
+        names.append(parts[0] if len(parts) > 1 else "")
+    return names

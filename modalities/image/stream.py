@@ -1,0 +1,126 @@
+"""Streaming training data from webdataset tar shards.
+
+Every DataLoader worker on every DDP rank draws shards at random with replacement
+(``webdataset.ResampledShards``, seeded by (seed, rank, worker, epoch)), so ranks and workers read
+different shard sequences without any split bookkeeping and the stream never runs dry. A shuffle
+buffer mixes samples across shards; then the image is decoded and the SAME train transform as the
+folder dataset is applied (shorter side Lanczos resize, random crop, flip, [-1, 1]).
+Samples are ``{"x": (3, size, size) float, "key": str, "cls": int}`` (``cls`` is -1 without labels).
+Corrupt images are skipped, counted and logged.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from modalities.image.data import ImageTransform
+from modalities.image.sources import SHARD_IMAGE_EXTENSIONS
+
+__all__ = ["DecodeAndAugment", "EpochPlan", "plan_epoch", "make_shard_stream"]
+
+log = logging.getLogger("difftok.image")
+
+
+def _worker_identity() -> tuple[int, int]:
+    """(DDP rank, DataLoader worker id) of the calling process."""
+    from webdataset.utils import pytorch_worker_info
+
+    rank, _, worker, _ = pytorch_worker_info()
+    return rank, worker
+
+
+def _shuffled(samples: Iterable[dict[str, Any]], buffer_size: int, rng: random.Random, initial: int = 100) -> Iterator[dict[str, Any]]:
+    """Shuffle buffer: emit a random buffered sample per new one once ``initial`` are held, growing the
+    buffer to ``buffer_size`` by emitting only every other step meanwhile (fast start, full mixing later)."""
+    if buffer_size <= 1:
+        yield from samples
+        return
+    initial = min(initial, buffer_size)
+    buffer: list[dict[str, Any]] = []
+    for step, sample in enumerate(samples):
+        buffer.append(sample)
+        if len(buffer) < initial or (len(buffer) < buffer_size and step % 2):
+            continue
+        index = rng.randrange(len(buffer))
+        buffer[index], buffer[-1] = buffer[-1], buffer[index]
+        yield buffer.pop()
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+class DecodeAndAugment:
+    """webdataset pipeline stage: shuffle buffer, decode, train transform; corrupt samples skipped.
+
+    Args:
+        transform: the folder path's :class:`~modalities.image.data.ImageTransform` (``train=True``).
+        seed: base seed; each (rank, worker, epoch) gets its own crop/flip/shuffle stream.
+        shuffle_buffer: samples held for shuffling (raw bytes, so cheap).
+    """
+
+    def __init__(self, transform: ImageTransform, seed: int = 0, shuffle_buffer: int = 1000) -> None:
+        self.transform, self.seed, self.shuffle_buffer = transform, seed, shuffle_buffer
+        self.epoch = -1  # lives in each worker's copy; advances per epoch with persistent workers
+        self.skipped = 0
+
+    def __call__(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        self.epoch += 1
+        rank, worker = _worker_identity()
+        rng = random.Random(f"{self.seed}:{rank}:{worker}:{self.epoch}")  # str seeds hash deterministically
+        for sample in _shuffled(samples, self.shuffle_buffer, rng):
+            item = self._decode(sample, rng)
+            if item is not None:
+                yield item
+
+    def _decode(self, sample: dict[str, Any], rng: random.Random) -> dict[str, Any] | None:
+        key = sample.get("__key__", "?")
+        try:
+            extension = next((e for e in SHARD_IMAGE_EXTENSIONS if e in sample), None)
+            if extension is None:
+                raise ValueError(f"no image member (one of {SHARD_IMAGE_EXTENSIONS}); members: {sorted(sample)}")
+            with Image.open(io.BytesIO(sample[extension])) as handle:
+                image = handle.convert("RGB")
+            label = int(sample["cls"].decode() if isinstance(sample.get("cls"), bytes) else sample.get("cls", -1))
+            return {"x": self.transform(image, rng), "key": str(key), "cls": label}
+        except (OSError, ValueError, SyntaxError) as err:
+            self.skipped += 1
+            if self.skipped <= 10 or self.skipped % 1000 == 0:
+                log.warning("skipping unreadable shard sample %s from %s (%s); %d skipped in this worker",
+                            key, sample.get("__url__", "?"), err, self.skipped)
+            return None
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """Per-rank epoch length of an infinite stream (Lightning needs finite epochs)."""
+
+    samples_per_worker: int
+    batches_per_rank: int
+    samples_per_rank: int
+
+
+def plan_epoch(samples_per_epoch: int, batch_size: int, num_workers: int, world_size: int) -> EpochPlan:
+    """Split a GLOBAL epoch of ``samples_per_epoch`` into whole batches per worker (rounded up)."""
+    workers = max(1, num_workers)
+    batches_per_worker = max(1, math.ceil(samples_per_epoch / (world_size * workers * batch_size)))
+    per_worker = batches_per_worker * batch_size
+    return EpochPlan(per_worker, batches_per_worker * workers, per_worker * workers)
+
+
+def make_shard_stream(urls: Sequence[str], transform: ImageTransform, plan: EpochPlan, *, seed: int = 0, shuffle_buffer: int = 1000) -> Any:
+    """An IterableDataset of transformed samples that resamples ``urls`` forever, ``plan`` epochs long."""
+    import webdataset as wds
+
+    pipeline = wds.DataPipeline(
+        wds.ResampledShards(list(urls), seed=seed, deterministic=True),  # seed mixes in rank*1000+worker and epoch
+        wds.tarfile_to_samples(handler=wds.warn_and_continue),
+        DecodeAndAugment(transform, seed, shuffle_buffer),
+    )
+    return pipeline.with_epoch(plan.samples_per_worker).with_length(plan.samples_per_rank, silent=True)
