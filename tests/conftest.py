@@ -38,6 +38,16 @@ def tiny_config(spatial_dims: int = 2, in_channels: int = 3, latent_channels: in
 
 
 @pytest.fixture
+def one_thread():
+    """Run a test single-threaded (opt-in). Small-spatial, large-weight convs gain nothing from a
+    second thread, and on a shared CPU the OpenMP threads then mostly wait for each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def tiny_cfg():
     return tiny_config
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.pretrained import from_pretrained
+from core.builder import build_autoencoder, config_from_dict
 from core.weight_import import WeightImportError
 from modalities.image.official.dito import (
     detect_dito_size,
@@ -185,16 +185,6 @@ def check_against_reference(model, state: dict[str, Tensor], decode_steps: int =
         assert_close_scaled(decoded, expected)
 
 
-@pytest.fixture
-def one_thread():
-    """Large-weight convs at 16² are bound by weight traffic: a second thread only adds OpenMP
-    contention on a shared CPU, so these checks run single-threaded."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("size", ["l", "xl"])
 def test_import_fills_everything_and_matches_the_official_forward(size, tmp_path, one_thread):
@@ -236,8 +226,12 @@ def test_cli_import_writes_the_folder_and_matches_the_official_forward(tmp_path,
     assert len(ours) == entries["num_tensors"]
     for name, value in state.items():  # every tensor landed unchanged (no reshape)
         assert torch.equal(ours[dito_official_key(name)], value), name
+    with torch.device("meta"):  # what from_pretrained rebuilds from config.json has exactly the saved tensors
+        rebuilt = build_autoencoder(config_from_dict(meta["autoencoder"]))
     with safe_open(str(out / "model.safetensors"), framework="pt") as saved:
-        assert set(saved.keys()) == set(ours)
+        assert {k: list(saved.get_slice(k).get_shape()) for k in saved.keys()} == {
+            k: list(v.shape) for k, v in rebuilt.state_dict().items()
+        }
         assert torch.equal(saved.get_tensor("decoder.up.18.conv2.weight"), state["renderer.net.up.0.3.f_2.weight"])
     check_against_reference(model, state, decode_steps=2)
 

@@ -73,7 +73,7 @@ def check_dito_data(cfg: Any) -> None:
         raise DiToDataMissingError(
             f"{cfg.name}: no training data. DiTo trains on ImageNet-1k: set data.root=/path/to/imagenet "
             f"(a folder with train/ and a small val/ folder, at most {MAX_EVAL_IMAGES} images, for the periodic "
-            f"evaluation) or data.shards='/path/train-{{000000..001281}}.tar' (webdataset); data.demo=true runs "
+            f"evaluation) or data.shards="'/path/train-{{000000..001281}}.tar'" (webdataset; quoted for the shell); data.demo=true runs "
             f"on the bundled photographs for a smoke test."
         )
     if data.demo or not data.root or cfg.trainer.eval_every_n_steps <= 0:
