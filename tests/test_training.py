@@ -242,3 +242,19 @@ def test_ema_can_be_switched_on_or_off_at_resume(tmp_path, demo_dir):
     assert second.global_step == 4
     off = tiny_experiment(tmp_path, demo_dir, max_steps=5, preview_every_n_steps=0, resume="last")
     assert train(off).global_step == 5  # EMA weights in the checkpoint are dropped with a warning
+
+
+def test_random_shorter_side_scale_augmentation():
+    from PIL import Image
+
+    from modalities.image.data import ImageTransform
+
+    image = Image.new("RGB", (300, 200))
+    fixed = ImageTransform(64, 96, train=True)
+    scaled = ImageTransform(64, 96, train=True, resize_max=192)
+    rng = random.Random(0)
+    sides = {scaled.target_side(rng) for _ in range(200)}
+    assert min(sides) >= 96 and max(sides) <= 192 and len(sides) > 20
+    assert {fixed.target_side(rng) for _ in range(10)} == {96}
+    assert ImageTransform(64, 96, train=False, resize_max=192).target_side(rng) == 96  # eval never rescales
+    assert scaled(image, rng).shape == (3, 64, 64)

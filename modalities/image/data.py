@@ -51,14 +51,25 @@ def to_tensor(image: Image.Image) -> Tensor:
 
 @dataclass(frozen=True)
 class ImageTransform:
-    """Resize the shorter side, crop (random or center), optional flip, to [-1, 1]."""
+    """Resize the shorter side, crop (random or center), optional flip, to [-1, 1].
+
+    With ``resize_max > resize`` (SSDD's ``aug_scale``), training draws the shorter side uniformly
+    in ``[resize, resize_max]`` per sample before the random crop.
+    """
 
     size: int
     resize: int
     train: bool = True
+    resize_max: int = 0
+
+    def target_side(self, rng: random.Random) -> int:
+        """Shorter-side length for one sample."""
+        if self.train and self.resize_max > self.resize:
+            return rng.randint(self.resize, self.resize_max)
+        return self.resize
 
     def __call__(self, image: Image.Image, rng: random.Random) -> Tensor:
-        image = resize_shorter_side(image, self.resize)
+        image = resize_shorter_side(image, self.target_side(rng))
         w, h = image.size
         if w < self.size or h < self.size:
             raise ValueError(f"image {w}x{h} is smaller than the crop {self.size} after resizing to {self.resize}")
@@ -112,7 +123,7 @@ class ImageFolderDataset(Dataset):
             return self._cache[key]
         image = open_image(path)
         if self.cache_enabled:
-            image = resize_shorter_side(image, self.transform.resize)
+            image = resize_shorter_side(image, max(self.transform.resize, self.transform.resize_max))
             self._cache[key] = image
         return image
 
@@ -155,7 +166,8 @@ class ImageDataModule(L.LightningDataModule):
     """Folder (or bundled demo) images, or streamed webdataset shards, for tokenizer training.
 
     Reads :class:`core.training.config.DataConfig`; ``options`` keys: ``resize`` (shorter side
-    before cropping, default ``size``), ``eval_size``/``eval_resize``, ``samples_per_epoch``,
+    before cropping, default ``size``), ``resize_max`` (train shorter side drawn in
+    ``[resize, resize_max]``, SSDD's scale augmentation; 0 = fixed), ``eval_size``/``eval_resize``, ``samples_per_epoch``,
     ``cache`` (bool), ``verify`` (scan files at setup, default True), ``shuffle_buffer`` (shards,
     default 1000).
 
@@ -172,6 +184,7 @@ class ImageDataModule(L.LightningDataModule):
         self.batch_size = batch_size or cfg.batch_size
         options = dict(cfg.options or {})
         self.resize = int(options.get("resize", cfg.size))
+        self.resize_max = int(options.get("resize_max", 0))
         self.eval_size = int(options.get("eval_size", cfg.size))
         self.eval_resize = int(options.get("eval_resize", max(self.resize, self.eval_size)))
         self.samples_per_epoch = int(options.get("samples_per_epoch", 0))
@@ -256,7 +269,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def train_dataset(self) -> Any:
         """Map-style folder dataset, or the infinite shard stream (``IterableDataset``) with ``data.shards``."""
-        transform = ImageTransform(self.cfg.size, self.resize, train=True)
+        transform = ImageTransform(self.cfg.size, self.resize, train=True, resize_max=self.resize_max)
         if self.shard_urls:
             from modalities.image.stream import make_shard_stream, plan_epoch
 
