@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from core.feature_hooks import capture_features, requested_feature_modules
 from core.flow.loss import per_sample_mse
 from core.flow.path import FlowPath
 from core.flow.time_samplers import TimeSampler, UniformTimeSampler
@@ -204,7 +205,8 @@ class DiffusionAutoencoder(nn.Module):
             t = self.time_sampler(x.shape[0], device=x.device, generator=generator)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         ps = self.path.sample(x=x, noise=noise, t=t)
-        u = self.velocity(ps.x_t, t, z)  # (B, C, *S)
+        with capture_features(self.decoder, requested_feature_modules(self.loss_terms.values(), self.decoder)) as features:
+            u = self.velocity(ps.x_t, t, z)  # (B, C, *S)
         fm_per_sample = per_sample_mse(u, ps.target)
         losses: dict[str, Tensor] = {"fm": fm_per_sample.mean()}
         total = losses["fm"]
@@ -214,7 +216,7 @@ class DiffusionAutoencoder(nn.Module):
         if len(self.loss_terms):
             inputs = LossInputs(
                 x=x, reference=x if reference is None else reference, x_t=ps.x_t, t=t, prediction=u,
-                x0_hat=self.path.data_estimate(x_t=ps.x_t, t=t, u=u), z=z,
+                x0_hat=self.path.data_estimate(x_t=ps.x_t, t=t, u=u), z=z, extras={"features": features},
             )
             for name, term in self.loss_terms.items():
                 losses[name] = term(inputs)

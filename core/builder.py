@@ -6,13 +6,17 @@ is stored verbatim in ``config.json`` and in Lightning checkpoints.
 Builder contract: encoders are created with ``spatial_dims``, ``in_channels`` and ``out_channels``
 (= ``latent_channels`` x the regularizer's ``raw_channels_per_latent``); decoders with
 ``spatial_dims``, ``in_channels``, ``latent_channels`` and ``upsample_factor`` (the encoder's
-``downsample_factor``); both also receive their ``kwargs``.
+``downsample_factor``); both also receive their ``kwargs``. Loss-term factories get their ``kwargs`` plus the built ``decoder`` when they declare
+a ``decoder`` parameter (e.g. REPA sizes its projector from it).
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from torch import nn
 
 from core.autoencoder import DiffusionAutoencoder, SamplingConfig
 from core.flow.path import FlowPath
@@ -20,7 +24,9 @@ from core.latent.noise_sync import NoiseSyncConfig
 from core.latent.stats import LatentStats
 from core.registry import DECODERS, ENCODERS, LOSS_TERMS, REGULARIZERS, TIME_SAMPLERS
 
-__all__ = ["ComponentConfig", "LossTermConfig", "AutoencoderConfig", "build_autoencoder", "config_from_dict"]
+__all__ = [
+    "ComponentConfig", "LossTermConfig", "AutoencoderConfig", "build_autoencoder", "config_from_dict", "create_loss_term",
+]
 
 
 @dataclass
@@ -93,8 +99,15 @@ def config_from_dict(data: dict[str, Any]) -> AutoencoderConfig:
     return AutoencoderConfig(**data)
 
 
-def build_autoencoder(config: AutoencoderConfig | dict[str, Any]) -> DiffusionAutoencoder:
-    """Instantiate encoder, regularizer, decoder and objective from ``config``."""
+def build_autoencoder(config: AutoencoderConfig | dict[str, Any], *, with_loss_terms: bool = True) -> DiffusionAutoencoder:
+    """Instantiate encoder, regularizer, decoder and objective from ``config``.
+
+    Args:
+        config: the architecture and objective.
+        with_loss_terms: build the auxiliary loss terms. Inference does not need them (nor the
+            frozen networks or weight files some of them load); ``config.loss_terms`` is kept
+            either way so a saved model still records its objective.
+    """
     if not isinstance(config, AutoencoderConfig):
         config = config_from_dict(config)
     regularizer = REGULARIZERS.create(config.regularizer.name, **_plain(config.regularizer.kwargs))
@@ -114,9 +127,9 @@ def build_autoencoder(config: AutoencoderConfig | dict[str, Any]) -> DiffusionAu
         **_plain(config.decoder.kwargs),
     )
     loss_terms = {
-        name: (term.weight, LOSS_TERMS.create(name, **_plain(term.kwargs)))
+        name: (term.weight, create_loss_term(name, _plain(term.kwargs), decoder))
         for name, term in _plain_terms(config.loss_terms).items()
-        if term.weight != 0
+        if term.weight != 0 and with_loss_terms
     }
     noise_sync = NoiseSyncConfig(p=config.noise_sync_p, tau_max=config.noise_sync_tau_max) if config.noise_sync_p > 0 else None
     return DiffusionAutoencoder(
@@ -134,6 +147,16 @@ def build_autoencoder(config: AutoencoderConfig | dict[str, Any]) -> DiffusionAu
         latent_stats=LatentStats(shift=config.latent_shift, scale=config.latent_scale),
         config=config,
     )
+
+
+def create_loss_term(name: str, kwargs: dict[str, Any], decoder: nn.Module) -> nn.Module:
+    """Build loss term ``name``; its factory also gets ``decoder`` if it has such a parameter."""
+    factory = LOSS_TERMS.get(name)
+    if "decoder" in inspect.signature(factory).parameters:
+        if "decoder" in kwargs:
+            raise ValueError(f"loss term '{name}': 'decoder' is passed by the builder; remove it from the term's kwargs")
+        kwargs = {**kwargs, "decoder": decoder}
+    return LOSS_TERMS.create(name, **kwargs)
 
 
 def _plain_terms(terms: Any) -> dict[str, LossTermConfig]:

@@ -4,7 +4,8 @@ A frozen teacher (eval mode, typically EMA weights) integrates ``teacher_steps``
 noise :math:`\varepsilon` given latent ``z``, producing :math:`x_T`. The student (initialised as a
 copy of the teacher) is trained only at t = 1 on the *same* :math:`\varepsilon` and ``z``:
 :math:`x_t = \varepsilon`, :math:`\hat x_0 = \varepsilon + D_s(\varepsilon, 1, z)`, loss
-:math:`\|\hat x_0 - x_T\|^2` plus the student's registered auxiliary terms with ``reference = x_T``.
+:math:`\|\hat x_0 - x_T\|^2` plus the student's registered auxiliary terms with ``reference = x_T``
+(``x`` stays the real data, so representation terms such as REPA target the real image).
 After distillation ``decode(z, num_steps=1)`` is the one-step decoder.
 """
 
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from core.autoencoder import DiffusionAutoencoder
+from core.feature_hooks import capture_features, requested_feature_modules
 from core.flow.loss import per_sample_mse
 from core.loss_terms import LossInputs
 from core.samplers.grids import time_grid
@@ -71,12 +73,17 @@ def distillation_losses(
         z = student.encode(x).latent_dist.mode()
     t = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
     x_t = student.path.sample(x=x, noise=noise, t=t).x_t  # = noise at t = 1
-    u = student.velocity(x_t, t, z)
+    # decoder features (e.g. REPA) come from this t = 1 student forward
+    with capture_features(student.decoder, requested_feature_modules(student.loss_terms.values(), student.decoder)) as features:
+        u = student.velocity(x_t, t, z)
     x0_hat = student.path.data_estimate(x_t=x_t, t=t, u=u)
     losses: dict[str, Tensor] = {"distill_mse": per_sample_mse(x0_hat, x_teacher).mean()}
     total = losses["distill_mse"]
     if len(student.loss_terms):
-        inputs = LossInputs(x=x, reference=x_teacher, x_t=x_t, t=t, prediction=u, x0_hat=x0_hat, z=z)
+        # x: the real data (REPA targets); reference: the teacher sample (x0_hat targets, e.g. LPIPS)
+        inputs = LossInputs(
+            x=x, reference=x_teacher, x_t=x_t, t=t, prediction=u, x0_hat=x0_hat, z=z, extras={"features": features}
+        )
         for name, term in student.loss_terms.items():
             losses[name] = term(inputs)
             total = total + student.loss_weights[name] * losses[name]
@@ -85,6 +92,6 @@ def distillation_losses(
 
 
 def student_parameters(student: DiffusionAutoencoder, train_encoder: bool = False) -> list[nn.Parameter]:
-    """Parameters to optimise during distillation."""
-    modules = [student.decoder] + ([student.encoder] if train_encoder else [])
+    """Parameters to optimise during distillation (decoder, trainable loss-term heads, optionally encoder)."""
+    modules = [student.decoder, student.loss_terms] + ([student.encoder] if train_encoder else [])
     return [p for m in modules for p in m.parameters() if p.requires_grad]

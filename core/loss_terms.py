@@ -1,7 +1,8 @@
 """Registry-backed auxiliary loss terms (perceptual losses plug in here).
 
 A term is an ``nn.Module`` called with :class:`LossInputs` and returning a scalar. The autoencoder
-adds ``weight * term(inputs)`` to the flow-matching loss. ``reference`` is what the one-step
+adds ``weight * term(inputs)`` to the flow-matching loss. Factories that declare a ``decoder``
+parameter receive the built decoder from the builder (e.g. to size a projector). ``reference`` is what the one-step
 estimate should match: the clean data in training, the teacher's sample in distillation.
 """
 
@@ -28,11 +29,20 @@ class LossInputs:
     prediction: Tensor  # network output u (B, C, *S)
     x0_hat: Tensor  # one-step estimate x_t + t·u (B, C, *S)
     z: Tensor  # latent fed to the decoder (B, C_z, *S/f)
-    extras: dict[str, Any] = field(default_factory=dict)  # e.g. hooked features
+    extras: dict[str, Any] = field(default_factory=dict)  # "features": {decoder submodule name: output}
 
 
 class LossTerm(nn.Module):
-    """Base class of auxiliary terms; frozen networks inside should be in eval mode."""
+    """Base class of auxiliary terms; frozen networks inside should be in eval mode.
+
+    A term that needs intermediate decoder outputs overrides :meth:`feature_module`; the caller then
+    hooks that submodule for the one velocity call and passes its output in
+    ``inputs.extras["features"][name]``.
+    """
+
+    def feature_module(self, decoder: nn.Module) -> str | None:
+        """Dotted name of the ``decoder`` submodule whose output this term needs, or None."""
+        return None
 
     def forward(self, inputs: LossInputs) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError

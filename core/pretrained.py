@@ -25,6 +25,7 @@ __all__ = ["CheckpointMismatchError", "save_pretrained", "from_pretrained", "loa
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
+LOSS_TERMS_PREFIX = "loss_terms."  # state-dict keys of trainable loss-term heads (DiffusionAutoencoder.loss_terms)
 
 
 class CheckpointMismatchError(ValueError):
@@ -113,8 +114,15 @@ def from_pretrained(
     *,
     modality: str | None = None,
     map_location: str | torch.device = "cpu",
+    with_loss_terms: bool = False,
 ) -> DiffusionAutoencoder:
-    """Rebuild a tokenizer from ``directory``; ``modality`` asserts which modality it must be."""
+    """Rebuild a tokenizer from ``directory``; ``modality`` asserts which modality it must be.
+
+    By default the auxiliary loss terms are not built, so inference never needs their frozen
+    networks or weight files; their saved tensors (``loss_terms.*``, e.g. a REPA projector) are
+    then skipped and everything else loads strictly. ``with_loss_terms=True`` rebuilds the full
+    training objective and loads every tensor strictly.
+    """
     meta = read_pretrained_config(directory)
     config = config_from_dict(meta["autoencoder"])
     if modality is not None and config.modality != modality:
@@ -122,9 +130,12 @@ def from_pretrained(
             f"{directory} holds a '{config.modality}' tokenizer but a '{modality}' one was requested; "
             f"point to a {modality} checkpoint or load it with modality='{config.modality}'"
         )
-    model = build_autoencoder(config)
+    model = build_autoencoder(config, with_loss_terms=with_loss_terms)
     weights = Path(directory) / WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found")
-    load_state_dict_strict(model, load_file(str(weights), device=str(map_location)), source=str(weights))
+    state = load_file(str(weights), device=str(map_location))
+    if not with_loss_terms:
+        state = {k: v for k, v in state.items() if not k.startswith(LOSS_TERMS_PREFIX)}
+    load_state_dict_strict(model, state, source=str(weights))
     return model.eval()

@@ -9,11 +9,13 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
 from core.autoencoder import DiffusionAutoencoder
 from core.distill import DistillationConfig, distillation_losses
 from core.ema import EMA
 from core.flow.loss import TimeBucketLoss
+from core.nets.frozen import frozen_buffer_names
 from core.pretrained import CheckpointMismatchError
 from core.training.config import EMAConfig, OptimConfig
 from core.training.optim import build_optimizer
@@ -69,6 +71,9 @@ class TokenizerModule(L.LightningModule):
         self.teacher = teacher.requires_grad_(False).eval() if teacher is not None else None
         self.distill_config = distill or DistillationConfig()
         self.distill_train_encoder = distill_train_encoder
+        frozen = frozen_buffer_names(self)
+        if frozen:  # frozen loss networks are the same constants on every rank: DDP must not broadcast them each step
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, frozen)
 
     def train(self, mode: bool = True) -> "TokenizerModule":
         super().train(mode)
@@ -89,7 +94,7 @@ class TokenizerModule(L.LightningModule):
             losses = self.autoencoder.training_losses(x)
         scalars = {k: v for k, v in losses.items() if v.ndim == 0}
         if not torch.isfinite(torch.stack([v.detach().float() for v in scalars.values()])).all():
-            bad = {k: float(v) for k, v in scalars.items() if not torch.isfinite(v)}
+            bad = {k: float(v.detach()) for k, v in scalars.items() if not torch.isfinite(v)}
             raise NonFiniteLossError(
                 f"non-finite loss at step {self.global_step}: {bad}. Lower the learning rate, enable gradient "
                 f"clipping (optim.grad_clip) or check the data for corrupt samples; resume from the last checkpoint."
