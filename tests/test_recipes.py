@@ -42,10 +42,11 @@ def test_recipes_found():
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: r.name)
 def test_recipe_composes_and_instantiates(recipe, tmp_path, monkeypatch):
     overrides = [f"output_dir={tmp_path}", "trainer.max_steps=7", "data.batch_size=8"]
-    if "lpips" in to_experiment_config(compose_recipe(recipe, overrides)).model.loss_terms:
-        pytest.importorskip("modalities.image.lpips")  # the LPIPS loss term ships separately
-        monkeypatch.delenv("DIFFTOK_VGG16_WEIGHTS", raising=False)  # no VGG weights needed to build on meta
-        overrides.append("model.loss_terms.lpips.kwargs.allow_random_weights=true")
+    terms = to_experiment_config(compose_recipe(recipe, overrides)).model.loss_terms
+    for name, env in (("lpips", "DIFFTOK_VGG16_WEIGHTS"), ("repa", "DIFFTOK_DINOV2_WEIGHTS")):
+        if name in terms:  # no VGG / DINOv2 weights are needed to build on meta
+            monkeypatch.delenv(env, raising=False)
+            overrides.append(f"model.loss_terms.{name}.kwargs.allow_random_weights=true")
     cfg = compose_recipe(recipe, overrides)
     exp = to_experiment_config(cfg)
     assert isinstance(exp, ExperimentConfig) and exp.trainer.max_steps == 7 and exp.data.batch_size == 8

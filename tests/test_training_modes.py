@@ -96,3 +96,18 @@ def test_distillation_resumes_from_a_checkpoint_without_the_teacher(tmp_path, de
     assert capture.step == 2 and resumed.global_step == 4
     saved = {k.removeprefix("autoencoder."): v for k, v in last["state_dict"].items() if k.startswith("autoencoder.")}
     assert all(torch.equal(capture.state[k], saved[k]) for k in saved)
+
+
+def test_checkpoint_ema_is_current_with_its_weights(tmp_path, demo_dir):
+    """The EMA saved in a checkpoint already includes that step's update (it equals the export)."""
+    from core.training.config import EMAConfig
+
+    cfg = tiny_experiment(tmp_path, demo_dir, max_steps=2, preview_every_n_steps=0, checkpoint_every_n_steps=2)
+    cfg.ema = EMAConfig(enabled=True, decay=0.9, start_step=0, warmup=False)
+    result = train(cfg)
+    ckpt = torch.load(result.checkpoint_dir / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["state_dict"]["ema.num_updates"].item() == 2 if "ema.num_updates" in ckpt["state_dict"] else True
+    exported = _weights(result.export_dir)
+    names = result.module.ema._names
+    for i, key in enumerate(names):
+        torch.testing.assert_close(ckpt["state_dict"][f"ema.shadow_{i}"], exported[key].float())

@@ -103,15 +103,19 @@ class TokenizerModule(L.LightningModule):
             self.loss_by_time.update(losses["t"], losses["fm_per_sample"])
         self.log_dict({f"train/{k}": v.detach() for k, v in scalars.items()}, prog_bar=False, on_step=True, on_epoch=False)
         self.log("loss", scalars["loss"].detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
-        if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
+        if self.teacher is None and (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
             by_t = self.loss_by_time.compute()
             self.log_dict({f"train_t/{k}": v for k, v in by_t.items() if torch.isfinite(v)}, on_step=True, on_epoch=False)
             self.loss_by_time.reset()
         return losses["loss"]
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        steps_done = self.global_step + 1  # counting this one (read before Lightning increments it)
+        super().optimizer_step(*args, **kwargs)
+        # here rather than in on_train_batch_end: checkpoint callbacks run before the module's
+        # batch-end hook, so a checkpoint would otherwise hold an EMA one update behind its weights
         if self.ema is not None:
-            self.ema.update(self.autoencoder, self.global_step)
+            self.ema.update(self.autoencoder, steps_done)
 
     def export_state_dict(self) -> dict[str, Tensor]:
         """Weights to export: the EMA average when enabled, else the live weights."""

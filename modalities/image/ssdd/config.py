@@ -41,9 +41,11 @@ def ssdd_config(
     if encoder not in ENCODER_LATENTS:
         raise ValueError(f"unknown SSDD encoder '{encoder}'; choose one of {', '.join(ENCODER_LATENTS)}")
     encoder_name, latent_channels = ENCODER_LATENTS[encoder]
+    # every kwarg listed explicitly so Hydra overrides such as
+    # model.loss_terms.lpips.kwargs.vgg_weights=/path work on the structured config
     terms = {
-        "lpips": LossTermConfig(weight=lpips_weight, kwargs=dict(lpips_kwargs or {})),
-        "repa": LossTermConfig(weight=repa_weight, kwargs=dict(repa_kwargs or {})),
+        "lpips": LossTermConfig(weight=lpips_weight, kwargs={"vgg_weights": None, "allow_random_weights": False, **(lpips_kwargs or {})}),
+        "repa": LossTermConfig(weight=repa_weight, kwargs={"dino_weights": None, "allow_random_weights": False, **(repa_kwargs or {})}),
     }
     return AutoencoderConfig(
         modality="image",
