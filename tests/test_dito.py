@@ -162,7 +162,7 @@ def test_recipe_without_data_fails_early_with_the_fix(tmp_path, capsys):
         check_dito_data(cfg)
     check_dito_data(compose_recipe(recipe, ["data.shards='/data/train-{000000..000009}.tar'"]))
     with pytest.raises(SystemExit):  # the command line stops before anything is built or written
-        run_recipe(recipe, [f"output_dir={tmp_path / 'run'}", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"])
+        run_recipe(recipe, [f"output_dir={tmp_path / 'run'}", "hydra/job_logging=none", "hydra/hydra_logging=none"])
     assert "no training data" in capsys.readouterr().err
     assert not (tmp_path / "run" / "checkpoints").exists()
 

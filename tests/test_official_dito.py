@@ -210,10 +210,11 @@ def test_cli_import_writes_the_folder_and_matches_the_official_forward(tmp_path,
     extra = {
         "lpips_loss.net.slice1.0.weight": torch.zeros(64, 3, 3, 3),  # the +LPIPS model's frozen loss network
         "zdm_net.x_embedder.proj.weight": torch.zeros(8, 4, 2, 2),  # a latent-DiT run's generator
+        "zdm_Ez_v": torch.zeros(()),  # a top-level buffer, dropped by its name
     }
     path = save_official({**state, **extra}, tmp_path / "ckpt-300000.pth", zaug_p=0.1)
     out = tmp_path / "dito_b"
-    result = main([f"ckpt={path}", f"out={out}", "size=B", "drop=zdm_net"])
+    result = main([f"ckpt={path}", f"out={out}", "size=B", "drop=zdm_net,zdm_Ez_v"])
     printed = capsys.readouterr().out
     assert "imported DiTo-B" in printed and f"{entries['num_tensors']} official tensors" in printed and str(out) in printed
     assert result.dropped == sorted(extra) and result.num_params == entries["num_params"]
@@ -253,7 +254,11 @@ def test_extra_tensor_is_refused_with_its_name():
     state["renderer_ema.net.embed_image.f.weight"] = torch.empty(128, 7, 3, 3, device="meta")
     with pytest.raises(WeightImportError, match=r"renderer_ema\.net\.embed_image\.f\.weight.*drop=zdm_net"):
         import_dito_state_dict(state, device="meta")
-    import_dito_state_dict(state, device="meta", drop_prefixes=("renderer_ema.",))  # left out on purpose
+    result = import_dito_state_dict(state, device="meta", drop_prefixes=("renderer_ema",))  # left out on purpose
+    assert result.dropped == ["renderer_ema.net.embed_image.f.weight"]
+    state["renderer_emax"] = torch.empty(1, device="meta")  # a name prefix alone does not drop a module
+    with pytest.raises(WeightImportError, match="renderer_emax"):
+        import_dito_state_dict(state, device="meta", drop_prefixes=("renderer_ema",))
 
 
 def test_missing_tensor_is_refused_with_its_name():

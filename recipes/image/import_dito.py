@@ -5,8 +5,8 @@
     python -m recipes.image.import_dito ckpt=PATH out=DIR drop=zdm_net,zdm_net_ema,renderer_ema
 
 The folder loads with ``core.from_pretrained(DIR)``. ``size`` (b, l, xl) is detected from the
-UNet widths when omitted; ``drop`` lists official top-level modules to leave out on purpose
-(the frozen ``lpips_loss`` network is always left out).
+UNet widths when omitted; ``drop`` lists official modules (or tensors) to leave out on purpose,
+each with everything under it (the frozen ``lpips_loss`` network is always left out).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def describe(result: DiToImport, out: str) -> str:
 
 def main(argv: list[str] | None = None) -> DiToImport:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    extra_drop = tuple(f"{p.rstrip('.')}." for p in args.get("drop", "").split(",") if p)
+    extra_drop = tuple(p for p in args.get("drop", "").split(",") if p)
     result = convert_dito_checkpoint(
         args["ckpt"], args["out"], args.get("size") or None, drop_prefixes=DEFAULT_DROP_PREFIXES + extra_drop
     )

@@ -45,7 +45,7 @@ __all__ = [
 
 # The "+LPIPS" model stores its frozen LPIPS network (VGG16 + lin layers) as ``lpips_loss.*``:
 # part of the loss, not of the tokenizer, so it is always left out.
-DEFAULT_DROP_PREFIXES: tuple[str, ...] = ("lpips_loss.",)
+DEFAULT_DROP_PREFIXES: tuple[str, ...] = ("lpips_loss",)
 # Official tensors whose output width identifies the size: (c0, c1, c2).
 _WIDTH_KEYS = ("renderer.net.embed_image.f.weight", "renderer.net.down.1.0.f_1.weight", "renderer.net.down.2.0.f_1.weight")
 
@@ -135,13 +135,18 @@ def detect_dito_size(state_dict: Mapping[str, Tensor]) -> str:
     raise WeightImportError(f"DiTo decoder widths (c0, c1, c2)={widths} match no known size ({table})")
 
 
+def is_dropped(key: str, drop_prefixes: tuple[str, ...]) -> bool:
+    """Whether ``key`` is the module/tensor ``p`` or lies under ``p.`` for some ``p`` in ``drop_prefixes``."""
+    return any(key == p.rstrip(".") or key.startswith(p.rstrip(".") + ".") for p in drop_prefixes)
+
+
 def dito_official_key(key: str, drop_prefixes: tuple[str, ...] = DEFAULT_DROP_PREFIXES) -> str | None:
     """Official ``model.sd`` key -> difftok name; ``None`` for keys under ``drop_prefixes``.
 
     Raises:
         KeyError: the key belongs to neither the tokenizer nor ``drop_prefixes``.
     """
-    if drop_prefixes and key.startswith(tuple(drop_prefixes)):
+    if is_dropped(key, drop_prefixes):
         return None
     if key.startswith("encoder.0."):
         return "encoder." + ldm_encoder_key(key.removeprefix("encoder.0."))
@@ -178,8 +183,8 @@ def import_dito_state_dict(
         state_dict: official tensors (``encoder.0.*``, ``encoder.1.*``, ``renderer.net.*``).
         size: ``b``, ``l`` or ``xl``; detected from the UNet widths when None.
         noise_sync: record noise synchronization in the config (for continued training).
-        drop_prefixes: official key prefixes to leave out on purpose (e.g. ``zdm_net.``,
-            ``zdm_net_ema.``, ``renderer_ema.`` of a latent-DiT run); everything else must map.
+        drop_prefixes: official modules (or tensors) to leave out on purpose, e.g. ``zdm_net``,
+            ``zdm_net_ema``, ``renderer_ema`` of a latent-DiT run; everything else must map.
         device: where the model lives (``"meta"`` checks names and shapes without memory).
         source: name used in error messages.
 
@@ -197,9 +202,9 @@ def import_dito_state_dict(
             raise
         raise WeightImportError(
             f"{err}. Tensors outside the tokenizer (e.g. zdm_net.*, renderer_ema.*) can be left out on purpose "
-            f"with drop_prefixes=('zdm_net.', ...) (CLI: drop=zdm_net,zdm_net_ema,renderer_ema)"
+            f"with drop_prefixes=('zdm_net', ...) (CLI: drop=zdm_net,zdm_net_ema,renderer_ema)"
         ) from None
-    dropped = sorted(k for k in state_dict if drop and k.startswith(drop))
+    dropped = sorted(k for k in state_dict if is_dropped(k, drop))
     return DiToImport(
         model=model.eval(), size=size, imported=len(state_dict) - len(dropped), dropped=dropped, source=source
     )
