@@ -114,3 +114,30 @@ def test_evaluate_rejects_unknown_keys(tiny_checkpoint):
 
     with pytest.raises(SystemExit, match="num_imagez"):
         main([f"checkpoint={tiny_checkpoint}", "num_imagez=3"])
+
+
+class _StubLPIPS(torch.nn.Module):
+    """Stands in for modalities.image.lpips.LPIPS (same constructor and call): mean |x - y| per image."""
+
+    def __init__(self, vgg_weights: str) -> None:
+        super().__init__()
+        self.vgg_weights = vgg_weights
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x - y).abs().flatten(1).mean(1)
+
+
+def test_lpips_is_computed_when_weights_are_given(tiny_checkpoint, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from recipes.image.evaluate import main
+
+    monkeypatch.setitem(sys.modules, "modalities.image.lpips", types.SimpleNamespace(LPIPS=_StubLPIPS))
+    out = tmp_path / "eval"
+    report = main([f"checkpoint={tiny_checkpoint}", "data.demo=true", "num_images=3", "resolution=32", "steps=1", "fid=false",
+                   "lpips_vgg_weights=vgg.pth", f"out={out}", "device=cpu", "num_workers=0", "save_arrays=true", "progress=false"])
+    arrays = np.load(out / "arrays.npz")
+    expected = np.abs(arrays["steps_1"].astype(np.float64) - arrays["original"]).reshape(3, -1).mean(1).mean() / 127.5
+    assert report["metrics"]["steps_1"]["lpips_vgg"] == pytest.approx(expected, rel=1e-5)
+    assert "rfid" not in report["metrics"]["steps_1"] and not any("LPIPS skipped" in n for n in report["notes"])

@@ -150,6 +150,20 @@ def test_streaming_resamples_across_two_workers(shard_dir):
     assert per_worker_keys[0] != per_worker_keys[1]  # workers are seeded differently
 
 
+def test_ranks_draw_different_reproducible_streams(shard_dir):
+    from modalities.image.stream import make_shard_stream, plan_epoch
+
+    urls = expand_shards(str(shard_dir))
+    plan = plan_epoch(8, batch_size=4, num_workers=0, world_size=2)
+    assert (plan.samples_per_worker, plan.batches_per_rank) == (4, 1)
+
+    def keys(rank: int) -> list[str]:
+        stream = make_shard_stream(urls, ImageTransform(32, 40), plan, seed=5, shuffle_buffer=1, rank=rank)
+        return [s["key"] for s in stream]
+
+    assert keys(0) == keys(0) and keys(0) != keys(1) and len(keys(1)) == 4
+
+
 def test_shards_with_eval_folder(shard_dir, class_folder):
     cfg = DataConfig(shards=str(shard_dir), root=str(class_folder), size=32, batch_size=4, num_workers=0, holdout=6,
                      options={"resize": 40, "samples_per_epoch": 8})

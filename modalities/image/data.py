@@ -273,9 +273,9 @@ class ImageDataModule(L.LightningDataModule):
         if self.shard_urls:
             from modalities.image.stream import make_shard_stream, plan_epoch
 
-            world = self.trainer.world_size if self.trainer is not None else 1
+            world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
             plan = plan_epoch(self.stream_epoch_samples(), self.batch_size, int(self.cfg.num_workers), world)
-            return make_shard_stream(self.shard_urls, transform, plan, seed=self.seed, shuffle_buffer=self.shuffle_buffer)
+            return make_shard_stream(self.shard_urls, transform, plan, seed=self.seed, shuffle_buffer=self.shuffle_buffer, rank=rank)
         samples = max(self.samples_per_epoch, self.batch_size)  # tiny folders still fill a batch
         return ImageFolderDataset(self.train_files, transform, samples, self.cache, self.seed)
 

