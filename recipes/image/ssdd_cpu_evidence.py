@@ -6,7 +6,7 @@ into a single-step decoder.
     python -m recipes.image.ssdd_cpu_evidence                                        # teacher
     python -m recipes.image.ssdd_cpu_evidence name=ssdd_cpu_evidence_distill \\
         distill.enabled=true distill.teacher=outputs/ssdd_cpu_evidence/export \\
-        model.sample_steps=1 trainer.max_steps=200 optim.lr=1e-4                     # 1-step student
+        model.sample_steps=1 trainer.max_steps=100 optim.lr=1e-4                     # 1-step student
 
 The LPIPS and REPA terms are off here: without the real VGG16 / DINOv2 weights (not downloadable
 on this machine) they would only add noise. Everything else follows ssdd.md §3–§6: σmin = 0,
@@ -26,7 +26,7 @@ from modalities.image.ssdd.config import ssdd_config
 
 EVAL_STEPS = (1, 8)
 REDUCED_DECODER = {"channels": 16, "channels_mult": [1, 2, 3, 3], "num_layers": 4, "heads": 2, "num_groups": 8}
-REDUCED_ENCODER = {"base_channels": 16, "channels_mult": [1, 2, 4, 4], "num_res_blocks": 2, "num_groups": 8}
+REDUCED_ENCODER = {"base_channels": 16, "channels_mult": [1, 2, 4, 4], "num_res_blocks": 1, "num_groups": 8}
 
 
 def build_config() -> ExperimentConfig:
@@ -46,9 +46,9 @@ def build_config() -> ExperimentConfig:
         ema=EMAConfig(enabled=True, decay=0.999, start_step=0, warmup=True),
         distill=DistillConfig(enabled=False, teacher_steps=12, grid="power", power=2.0),
         trainer=TrainerConfig(
-            max_steps=800, accelerator="cpu", devices=1, log_every_n_steps=10,
-            checkpoint_every_n_steps=200, preview_every_n_steps=400, preview_count=2, preview_steps=8,
-            eval_every_n_steps=200, eval_steps=[1, 8],
+            max_steps=400, accelerator="cpu", devices=1, log_every_n_steps=10,
+            checkpoint_every_n_steps=100, preview_every_n_steps=400, preview_count=2, preview_steps=8,
+            eval_every_n_steps=100, eval_steps=[1, 8],
         ),
     )
 
