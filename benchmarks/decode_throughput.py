@@ -1,0 +1,186 @@
+"""Decoder throughput: SSDD (1 and 8 steps), DiTo-B (1 and 50 steps) vs the SD-VAE decoder.
+
+    python -m benchmarks.decode_throughput                 # CPU: fp32, eager, 128², batch 1
+    python -m benchmarks.decode_throughput --device cuda   # GPU: bf16 autocast + torch.compile, 256², batch 64
+
+All models are decoded from the same random latents on the same device in one run, with random
+weights (speed does not depend on the values). The reference is the decoder of diffusers'
+``AutoencoderKL`` with the Stable Diffusion config (``vae.decode(z)``). Repetitions are
+interleaved across models (A, B, C, A, B, C, ...) and medians reported, so machine noise hits all
+models alike. Entries with many solver steps run only in the first ``--long-repeats`` repetitions.
+FLOPs per image: convolutions + linear layers + dense attention (``core.flops``), one decoder
+forward times the number of steps. Prints a table and writes JSON
+(default ``benchmarks/results/decode_throughput_<device>.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from core.builder import build_autoencoder
+from core.flops import count_flops
+from modalities.image.dito import dito_config
+from modalities.image.ssdd.config import ssdd_config
+
+__all__ = ["Entry", "build_entries", "main"]
+
+
+@dataclass
+class Entry:
+    """One decoder configuration to time."""
+
+    name: str
+    steps: int
+    run: Callable[[], torch.Tensor]  # decodes the benchmark batch once
+    flops_per_image: float  # one full decode (all steps)
+    params: int
+
+
+def _sd_vae_decoder(device: torch.device) -> torch.nn.Module:
+    try:
+        from diffusers import AutoencoderKL
+    except ImportError as err:
+        raise ImportError("the SD-VAE reference needs diffusers: pip install 'difftok[bench]'") from err
+    # the Stable Diffusion VAE config (diffusers' defaults for these keys are the SD ones except these)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2, norm_num_groups=32, sample_size=256,
+    )
+    return vae.to(device).eval()
+
+
+def _forward_flops(fn: Callable[[], object]) -> float:
+    return float(count_flops(fn).total)
+
+
+def build_entries(device: torch.device, resolution: int, batch: int, *, compile_models: bool, autocast: bool) -> list[Entry]:
+    """The benchmark's models, each with a closure decoding ``batch`` images at ``resolution``."""
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    z = torch.randn(batch, 4, resolution // 8, resolution // 8, generator=generator).to(device)
+    noise = torch.randn(batch, 3, resolution, resolution, generator=generator).to(device)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast)
+    entries: list[Entry] = []
+
+    def add_tokenizer(label: str, config, steps_list: tuple[int, ...]) -> None:
+        model = build_autoencoder(config).to(device).eval()
+        decoder = model.decoder
+        if compile_models:
+            model.decoder = torch.compile(decoder)
+        t = torch.ones(1, device=device)
+        with torch.no_grad():
+            one = _forward_flops(lambda: decoder(noise[:1], 1000.0 * t, z[:1]))
+        params = sum(p.numel() for p in decoder.parameters())
+        for steps in steps_list:
+            def run(model=model, steps=steps) -> torch.Tensor:
+                with torch.no_grad(), amp:
+                    return model.decode(z, steps, noise=noise).sample
+            entries.append(Entry(f"{label} {steps}-step", steps, run, one * steps, params))
+
+    add_tokenizer("SSDD-S", ssdd_config("s", lpips_weight=0, repa_weight=0), (1,))
+    add_tokenizer("SSDD-M", ssdd_config("m", lpips_weight=0, repa_weight=0), (1, 8))
+    add_tokenizer("DiTo-B", dito_config("b"), (1, 50))
+
+    vae = _sd_vae_decoder(device)
+    vae_decode = torch.compile(vae.decode) if compile_models else vae.decode
+    with torch.no_grad():
+        vae_flops = _forward_flops(lambda: vae.decode(z[:1]).sample)
+
+    def run_vae() -> torch.Tensor:
+        with torch.no_grad(), amp:
+            return vae_decode(z).sample
+
+    entries.append(Entry("SD-VAE decoder", 1, run_vae, vae_flops, sum(p.numel() for p in vae.decoder.parameters())))
+    return entries
+
+
+def _timed(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--resolution", type=int, default=None, help="default: 128 on CPU, 256 on GPU")
+    parser.add_argument("--batch", type=int, default=None, help="default: 1 on CPU, 64 on GPU")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--long-repeats", type=int, default=1, help="repetitions for entries with more than 10 steps")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--only", default="", help="comma-separated name prefixes to keep (the reference always runs)")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    resolution = args.resolution or (256 if gpu else 128)
+    batch = args.batch or (64 if gpu else 1)
+    if gpu:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    entries = build_entries(device, resolution, batch, compile_models=gpu, autocast=gpu)
+    keep = [p.strip() for p in args.only.split(",") if p.strip()]
+    if keep:
+        entries = [e for e in entries if e.name == "SD-VAE decoder" or any(e.name.startswith(p) for p in keep)]
+
+    times: dict[str, list[float]] = {e.name: [] for e in entries}
+    for entry in entries:  # warm-up (and compilation)
+        for _ in range(args.warmup if entry.steps <= 10 else min(args.warmup, 1)):
+            entry.run()
+    for rep in range(args.repeats):
+        for entry in entries:
+            if entry.steps > 10 and rep >= args.long_repeats:
+                continue
+            times[entry.name].append(_timed(entry.run, device))
+            print(f"  rep {rep + 1}/{args.repeats} {entry.name}: {times[entry.name][-1]:.3f} s", flush=True)
+
+    reference = statistics.median(times["SD-VAE decoder"])
+    rows = []
+    for entry in entries:
+        median = statistics.median(times[entry.name])
+        rows.append({
+            "model": entry.name, "steps": entry.steps, "params_M": round(entry.params / 1e6, 2),
+            "gflops_per_image": round(entry.flops_per_image / 1e9, 1), "median_s": round(median, 4),
+            "images_per_s": round(batch / median, 3), "ratio_vs_sd_vae": round(reference / median, 3),
+            "repeats": len(times[entry.name]), "all_s": [round(t, 4) for t in times[entry.name]],
+        })
+    header = f"{'model':<18}{'steps':>6}{'params (M)':>12}{'GFLOP/img':>11}{'images/s':>10}{'× SD-VAE':>10}"
+    print(f"\ndecode throughput on {device} ({'bf16 + compile' if gpu else 'fp32 eager'}), {resolution}², batch {batch}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['model']:<18}{r['steps']:>6}{r['params_M']:>12.2f}{r['gflops_per_image']:>11.1f}{r['images_per_s']:>10.3f}{r['ratio_vs_sd_vae']:>10.2f}")
+    result = {
+        "benchmark": "decode_throughput", "date": date.today().isoformat(), "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if gpu else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "mode": "bf16+compile" if gpu else "fp32 eager",
+        "resolution": resolution, "batch": batch, "repeats": args.repeats, "long_repeats": args.long_repeats,
+        "rows": rows,
+    }
+    out = Path(args.json or Path(__file__).parent / "results" / f"decode_throughput_{device.type}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
