@@ -148,3 +148,20 @@ def test_token_count_mismatch_names_the_fix(token_decoder):
     model.loss_terms["repa"].token_stride = 4  # wrong stride: 32x32 would need 8x8 tokens
     with pytest.raises(ValueError, match="token_stride"):
         model.training_losses(images(4, (1, 3, 32, 32)))
+
+
+def test_repa_hooks_the_ssdd_decoder_block():
+    from modalities.image.ssdd.config import ssdd_config
+
+    torch.manual_seed(0)
+    repa_kwargs = {"allow_random_weights": True, "dino_config_overrides": DINO_TINY}
+    cfg = ssdd_config("tiny", lpips_weight=0.0, repa_kwargs=repa_kwargs)
+    cfg.encoder = ComponentConfig("conv_encoder", {"base_channels": 8, "channels_mult": [1, 1, 1, 1], "num_res_blocks": 1, "num_groups": 4})
+    model = build(cfg)
+    name = model.loss_terms["repa"].feature_module(model.decoder)
+    assert name == model.decoder.repa_module and model.decoder.get_submodule(name) is not None
+    losses = model.training_losses(images(5, (1, 3, 32, 32)), generator=torch.Generator().manual_seed(0))
+    assert 0.0 <= losses["repa"].item() <= 2.0
+    losses["repa"].backward()
+    block_grads = [p.grad for p in model.decoder.get_submodule(name).parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in block_grads)
