@@ -180,10 +180,11 @@ class UViTDecoder(nn.Module):
                 f"latent {tuple(z.shape)} does not match x_t {tuple(x_t.shape)} at factor {f}; "
                 f"image sides must be multiples of {f} and z must be (B, C_z, H/{f}, W/{f})"
             )
-        z = z.to(x_t.dtype)
+        z = z.to(x_t.dtype).contiguous(memory_format=torch.channels_last)
         t = t.reshape(-1).expand(batch)
         z_up = F.interpolate(z, scale_factor=float(f), mode="nearest")  # (B, C_z, H, W)
-        h = self.conv_in(torch.cat([x_t, z_up], dim=1))  # (B, c0, H, W)
+        # channels-last activations: faster convolutions, and the middle's token view needs no copy
+        h = self.conv_in(torch.cat([x_t, z_up], dim=1).contiguous(memory_format=torch.channels_last))  # (B, c0, H, W)
         temb_act = F.silu(self.time_embedding(t))  # (B, 4·c0); every ResBlock applies SiLU first
         ctx = self.ada_ctx_proj(z)  # (B, c0, H/f, W/f)
         skips = [h]
@@ -192,4 +193,4 @@ class UViTDecoder(nn.Module):
         h = self.mid_block(h, ctx)  # (B, c3, H/8, W/8)
         for level in self.up_blocks:
             h = level(h, temb_act, ctx, skips)
-        return self.conv_out(F.silu(self.conv_norm_out(h)))  # (B, C, H, W)
+        return self.conv_out(F.silu(self.conv_norm_out(h))).contiguous()  # (B, C, H, W)
