@@ -74,7 +74,7 @@ def modulate_nearest(h: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
         return torch.addcmul(shift, h, 1 + scale)
     blocks = h.view(batch, channels, hs, ry, ws, rx)
     out = torch.addcmul(shift[:, :, :, None, :, None], blocks, 1 + scale[:, :, :, None, :, None])
-    return out.view(batch, channels, height, width)
+    return out.reshape(batch, channels, height, width)  # a view when h and the maps share a memory format
 
 
 class SpatialAdaGroupNorm(nn.Module):

@@ -42,7 +42,7 @@ class SpatialAdaLayerNorm(nn.Module):
         blocks = normed.view(batch, hl, ry, wl, rx, dim)
         shift = shift.view(batch, hl, 1, wl, 1, dim)
         scale = scale.view(batch, hl, 1, wl, 1, dim)
-        return torch.addcmul(shift, blocks, 1 + scale).view(batch, n, dim)
+        return torch.addcmul(shift, blocks, 1 + scale).reshape(batch, n, dim)
 
 
 class GEGLU(nn.Module):
