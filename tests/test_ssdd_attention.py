@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -98,3 +99,32 @@ def test_relative_bias_trains_and_is_never_cached():
     assert (after - before).abs().max() > 1e-3
     with torch.no_grad():
         torch.testing.assert_close(after, brute_force_attention(module, x, h, w), atol=2e-5, rtol=1e-5)
+
+
+def _compare_compiled_flex(device: str, grids: list[tuple[int, int]]) -> None:
+    torch.manual_seed(0)
+    module = make_attention(dim=32, heads=2).to(device)
+    for h, w in grids:
+        x = torch.randn(2, h * w, 32, device=device, requires_grad=device == "cuda")
+        outs, grads = {}, {}
+        for backend in ("flex", "sdpa"):
+            module.zero_grad()
+            with torch.set_grad_enabled(device == "cuda"):
+                outs[backend] = module(x, WindowLayout.build(h, w, 7, backend, x.device))
+            if device == "cuda":  # FlexAttention has no CPU backward
+                outs[backend].square().sum().backward()
+                grads[backend] = module.relative_bias_table.grad.clone()
+        torch.testing.assert_close(outs["flex"], outs["sdpa"], atol=1e-4, rtol=1e-4)
+        if grads:
+            torch.testing.assert_close(grads["flex"], grads["sdpa"], atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compiled_flex_matches_sdpa_on_cuda():
+    _compare_compiled_flex("cuda", [(12, 10), (32, 32), (32, 24)])
+
+
+@pytest.mark.skipif(not os.environ.get("DIFFTOK_COMPILE_TESTS"), reason="compiling FlexAttention on CPU takes ~30 s per grid; set DIFFTOK_COMPILE_TESTS=1")
+def test_compiled_flex_matches_sdpa_on_cpu():
+    _compare_compiled_flex("cpu", [(12, 10)])

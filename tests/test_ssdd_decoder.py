@@ -187,3 +187,31 @@ def test_tiny_ssdd_autoencoder_trains():
     assert grads[table] is not None
     sample = model.decode(model.encode(x).latent_dist.mode(), num_steps=2).sample
     assert sample.shape == x.shape
+
+
+def test_f16_adaln_repeats_each_latent_over_2x2_tokens():
+    from modalities.image.ssdd.attention import WindowLayout
+    from modalities.image.ssdd.transformer import SpatialAdaLayerNorm
+
+    torch.manual_seed(0)
+    norm = SpatialAdaLayerNorm(8, 6)
+    hl, wl = 3, 2
+    h, ctx = torch.randn(2, (2 * hl) * (2 * wl), 8), torch.randn(2, hl * wl, 6)
+    layout = WindowLayout.build(2 * hl, 2 * wl, 7, "sdpa", h.device)
+    shift, scale = norm.linear(ctx).chunk(2, dim=-1)  # (B, hl·wl, 8)
+
+    def nearest(m):  # (B, hl·wl, C) -> (B, 4·hl·wl, C), each latent over its 2×2 tokens
+        grid = m.view(2, hl, wl, 8).repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+        return grid.reshape(2, -1, 8)
+
+    expected = torch.nn.functional.layer_norm(h, (8,)) * (1 + nearest(scale)) + nearest(shift)
+    torch.testing.assert_close(norm(h, ctx, layout, (hl, wl)), expected)
+
+
+def test_timestep_features_are_diffusers_flip_sin_to_cos():
+    from modalities.image.ssdd.resblocks import TimestepEmbedding
+
+    t = torch.tensor([0.0, 500.0])
+    freqs = 10000.0 ** (-torch.arange(4) / 4)  # half = 4, frequency shift 0
+    expected = torch.cat([torch.cos(t[:, None] * freqs), torch.sin(t[:, None] * freqs)], dim=1)
+    torch.testing.assert_close(TimestepEmbedding(8, 32).features(t), expected)

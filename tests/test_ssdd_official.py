@@ -15,6 +15,7 @@ from core.pretrained import from_pretrained
 from core.registry import DECODERS
 from core.weight_import import WeightImportError
 from modalities.image.official.ssdd import detect_ssdd_layout, ssdd_from_official_state
+from modalities.image.ssdd.resblocks import LatentContext
 from recipes.image import import_ssdd
 
 MANIFESTS = Path("/work/shared/spec/official-weights")
@@ -168,7 +169,7 @@ def test_imported_blocks_match_functional_references(imported_m):
     w = sub_state(state, "decoder.up_blocks.3.resnets.0.")
     x, ctx, temb = torch.randn(1, 288, 32, 32), torch.randn(1, 96, 4, 4), torch.randn(1, 384)
     with torch.no_grad():
-        ours = decoder.up_blocks[3].resnets[0](x, F.silu(temb), ctx)
+        ours = decoder.up_blocks[3].resnets[0](x, F.silu(temb), LatentContext.from_map(ctx))
     torch.testing.assert_close(ours, reference_resblock(w, x, ctx, temb), atol=1e-4, rtol=1e-4)
     # REPA block (index 4) on a non-square 12×10 token grid, so the ±7 window actually masks
     from modalities.image.ssdd.attention import WindowLayout

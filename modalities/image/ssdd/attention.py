@@ -32,6 +32,9 @@ __all__ = ["AttentionBackend", "WindowLayout", "LocalAttention", "resolve_backen
 
 AttentionBackend = Literal["auto", "flex", "flex_eager", "sdpa"]
 BACKENDS = ("auto", "flex", "flex_eager", "sdpa")
+# FlexAttention's block size. Sequences are zero-padded to a multiple of it (padded keys masked):
+# compiled CPU FlexAttention (torch 2.14) returned NaN rows for a 120-token sequence without padding.
+FLEX_BLOCK = 128
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
@@ -61,7 +64,7 @@ class WindowLayout:
         backend: resolved backend (``flex``, ``flex_eager`` or ``sdpa``).
         table_index: ``(N, N)`` long index into the flattened table, or ``(2R+1)²`` (the ``-inf``
             slot) outside the window; sdpa only.
-        block_mask: FlexAttention block mask; flex only.
+        block_mask: FlexAttention block mask over N padded to a multiple of 128; flex only.
     """
 
     height: int
@@ -86,13 +89,15 @@ class WindowLayout:
             return cls(height, width, radius, backend, table_index=torch.where(inside, index, side * side))
         from torch.nn.attention.flex_attention import create_block_mask
 
+        n = height * width
+
         def in_window(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
             dy = q_idx // width - kv_idx // width
             dx = q_idx % width - kv_idx % width
-            return (dy.abs() <= radius) & (dx.abs() <= radius)
+            return (dy.abs() <= radius) & (dx.abs() <= radius) & (kv_idx < n)
 
-        n = height * width
-        mask = create_block_mask(in_window, None, None, n, n, device=device)
+        padded = -(-n // FLEX_BLOCK) * FLEX_BLOCK
+        mask = create_block_mask(in_window, None, None, padded, padded, device=device)
         return cls(height, width, radius, backend, block_mask=mask)
 
     @property
@@ -161,6 +166,10 @@ class LocalAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         else:
             flex = _flex_attention(compiled=layout.backend == "flex")
+            pad = -n % FLEX_BLOCK
+            if pad:
+                q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))  # (B, heads, N + pad, head_dim)
             out = flex(q, k, v, score_mod=layout.score_mod(self.relative_bias_table), block_mask=layout.block_mask)
+            out = out[:, :, :n]
         out = out.transpose(1, 2).reshape(batch, n, dim)  # (B, N, dim)
         return self.out_proj(out)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from modalities.image.ssdd.resblocks import Downsample, ResBlock, TimestepEmbedding, Upsample
+from modalities.image.ssdd.resblocks import Downsample, LatentContext, ResBlock, TimestepEmbedding, Upsample
 from modalities.image.ssdd.transformer import MiddleTransformer
 
 __all__ = ["UViTDecoder", "level_widths"]
@@ -45,7 +45,7 @@ class DownLevel(nn.Module):
         )
         self.downsample = Downsample(width) if downsample else None
 
-    def forward(self, h: Tensor, temb_act: Tensor, ctx: Tensor, skips: list[Tensor]) -> Tensor:
+    def forward(self, h: Tensor, temb_act: Tensor, ctx: LatentContext, skips: list[Tensor]) -> Tensor:
         for resnet in self.resnets:
             h = resnet(h, temb_act, ctx)
             skips.append(h)
@@ -64,7 +64,7 @@ class UpLevel(nn.Module):
         self.resnets = nn.ModuleList(ResBlock(i + s, width, ctx_channels, t_dim, groups) for i, s in zip(ins, skip_widths))
         self.upsample = Upsample(width) if upsample else None
 
-    def forward(self, h: Tensor, temb_act: Tensor, ctx: Tensor, skips: list[Tensor]) -> Tensor:
+    def forward(self, h: Tensor, temb_act: Tensor, ctx: LatentContext, skips: list[Tensor]) -> Tensor:
         for resnet in self.resnets:
             h = resnet(torch.cat([h, skips.pop()], dim=1), temb_act, ctx)
         if self.upsample is not None:
@@ -180,16 +180,17 @@ class UViTDecoder(nn.Module):
                 f"latent {tuple(z.shape)} does not match x_t {tuple(x_t.shape)} at factor {f}; "
                 f"image sides must be multiples of {f} and z must be (B, C_z, H/{f}, W/{f})"
             )
-        z = z.to(x_t.dtype)
+        z = z.to(x_t.dtype).contiguous(memory_format=torch.channels_last)
         t = t.reshape(-1).expand(batch)
         z_up = F.interpolate(z, scale_factor=float(f), mode="nearest")  # (B, C_z, H, W)
-        h = self.conv_in(torch.cat([x_t, z_up], dim=1))  # (B, c0, H, W)
+        # channels-last activations: faster convolutions, and the middle's token view needs no copy
+        h = self.conv_in(torch.cat([x_t, z_up], dim=1).contiguous(memory_format=torch.channels_last))  # (B, c0, H, W)
         temb_act = F.silu(self.time_embedding(t))  # (B, 4·c0); every ResBlock applies SiLU first
-        ctx = self.ada_ctx_proj(z)  # (B, c0, H/f, W/f)
+        ctx = LatentContext.from_map(self.ada_ctx_proj(z))  # (B, H/f·W/f, c0) tokens
         skips = [h]
         for level in self.down_blocks:
             h = level(h, temb_act, ctx, skips)
         h = self.mid_block(h, ctx)  # (B, c3, H/8, W/8)
         for level in self.up_blocks:
             h = level(h, temb_act, ctx, skips)
-        return self.conv_out(F.silu(self.conv_norm_out(h)))  # (B, C, H, W)
+        return self.conv_out(F.silu(self.conv_norm_out(h))).contiguous()  # (B, C, H, W)

@@ -1,6 +1,7 @@
 """Convolutional pieces of the SSDD U-ViT decoder: time embedding, spatial AdaGN, ResBlock, resampling.
 
-The latent context ``ctx`` (``(B, c0, h_lat, w_lat)``, from the decoder's context embedding) enters
+The latent context (``(B, c0, h_lat, w_lat)`` from the decoder's context embedding, passed as
+tokens in a :class:`LatentContext`) enters
 every ResBlock's first norm as a spatially varying scale/shift; the time embedding enters the
 second norm. Scale/shift maps stay at latent resolution and are broadcast over each feature map's
 ``r × r`` pixel blocks (nearest resizing without materialising the resized maps).
@@ -9,12 +10,26 @@ second norm. Scale/shift maps stay at latent resolution and are broadcast over e
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["TimestepEmbedding", "SpatialAdaGroupNorm", "modulate_nearest", "ResBlock", "Downsample", "Upsample"]
+__all__ = ["LatentContext", "TimestepEmbedding", "SpatialAdaGroupNorm", "modulate_nearest", "ResBlock", "Downsample", "Upsample"]
+
+
+@dataclass(frozen=True)
+class LatentContext:
+    """The decoder's latent context, once per forward: ``tokens`` (B, h·w, c0) row-major over ``grid`` (h, w)."""
+
+    tokens: Tensor
+    grid: tuple[int, int]
+
+    @classmethod
+    def from_map(cls, ctx: Tensor) -> "LatentContext":
+        """From a (B, c0, h, w) map (a free view when the map is channels-last)."""
+        return cls(tokens=ctx.flatten(2).transpose(1, 2), grid=(ctx.shape[-2], ctx.shape[-1]))
 
 
 class TimestepEmbedding(nn.Module):
@@ -59,7 +74,7 @@ def modulate_nearest(h: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
         return torch.addcmul(shift, h, 1 + scale)
     blocks = h.view(batch, channels, hs, ry, ws, rx)
     out = torch.addcmul(shift[:, :, :, None, :, None], blocks, 1 + scale[:, :, :, None, :, None])
-    return out.view(batch, channels, height, width)
+    return out.reshape(batch, channels, height, width)  # a view when h and the maps share a memory format
 
 
 class SpatialAdaGroupNorm(nn.Module):
@@ -70,8 +85,11 @@ class SpatialAdaGroupNorm(nn.Module):
         self.num_groups, self.eps = num_groups, eps
         self.ctx_proj = nn.Conv2d(ctx_channels, 2 * channels, 1)
 
-    def forward(self, x: Tensor, ctx: Tensor) -> Tensor:
-        scale, shift = self.ctx_proj(ctx).chunk(2, dim=1)  # (B, C, h_lat, w_lat) each
+    def forward(self, x: Tensor, ctx: LatentContext) -> Tensor:
+        # The 1×1 conv as a matmul on the context tokens (a tiny conv costs more in dispatch than in math).
+        mod = F.linear(ctx.tokens, self.ctx_proj.weight.flatten(1), self.ctx_proj.bias)  # (B, h·w, 2C)
+        mod = mod.unflatten(1, ctx.grid).permute(0, 3, 1, 2)  # (B, 2C, h, w), channels-last strides
+        scale, shift = mod.chunk(2, dim=1)  # (B, C, h, w) each
         return modulate_nearest(F.group_norm(x, self.num_groups, eps=self.eps), scale, shift)
 
 
@@ -90,8 +108,8 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.conv_shortcut = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else None
 
-    def forward(self, x: Tensor, temb_act: Tensor, ctx: Tensor) -> Tensor:
-        """``x`` (B, c_in, H, W), ``temb_act`` = SiLU(time embedding) (B, t_dim), ``ctx`` (B, c0, h, w)."""
+    def forward(self, x: Tensor, temb_act: Tensor, ctx: LatentContext) -> Tensor:
+        """``x`` (B, c_in, H, W), ``temb_act`` = SiLU(time embedding) (B, t_dim), latent context ``ctx``."""
         h = self.conv1(F.silu(self.norm1(x, ctx)))  # (B, c_out, H, W)
         scale, shift = self.time_emb_proj(temb_act)[:, :, None, None].chunk(2, dim=1)  # (B, c_out, 1, 1)
         h = torch.addcmul(shift, self.norm2(h), 1 + scale)

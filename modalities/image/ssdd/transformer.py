@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modalities.image.ssdd.attention import LocalAttention, WindowLayout
+from modalities.image.ssdd.resblocks import LatentContext
 
 __all__ = ["SpatialAdaLayerNorm", "GEGLUFeedForward", "TransformerBlock", "MiddleTransformer"]
 
@@ -41,7 +42,7 @@ class SpatialAdaLayerNorm(nn.Module):
         blocks = normed.view(batch, hl, ry, wl, rx, dim)
         shift = shift.view(batch, hl, 1, wl, 1, dim)
         scale = scale.view(batch, hl, 1, wl, 1, dim)
-        return torch.addcmul(shift, blocks, 1 + scale).view(batch, n, dim)
+        return torch.addcmul(shift, blocks, 1 + scale).reshape(batch, n, dim)
 
 
 class GEGLU(nn.Module):
@@ -114,17 +115,17 @@ class MiddleTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList(TransformerBlock(channels, heads, ctx_channels, window) for _ in range(num_layers))
         self.proj_out = nn.Linear(channels, channels)
 
-    def forward(self, x: Tensor, ctx: Tensor) -> Tensor:
-        """``x`` (B, C, h, w) and latent context ``ctx`` (B, c0, h_lat, w_lat) -> (B, C, h, w)."""
+    def forward(self, x: Tensor, ctx: LatentContext) -> Tensor:
+        """``x`` (B, C, h, w) and the latent context (grid h_lat × w_lat) -> (B, C, h, w)."""
         batch, channels, height, width = x.shape
-        hl, wl = ctx.shape[-2:]
+        hl, wl = ctx.grid
         if height % hl or width % wl:
             raise ValueError(f"token grid {height}×{width} is not an integer multiple of the latent grid {hl}×{wl}")
         layout = WindowLayout.build(height, width, self.window - 1, self.attention_backend, x.device)
-        ctx_tokens = F.silu(ctx).flatten(2).transpose(1, 2)  # (B, h_lat·w_lat, c0)
-        h = self.norm(x).flatten(2).transpose(1, 2)  # (B, N, C)
+        ctx_tokens = F.silu(ctx.tokens)  # (B, h_lat·w_lat, c0), shared by every block's AdaLN
+        h = self.norm(x).flatten(2).transpose(1, 2)  # (B, N, C); a view for channels-last x
         h = self.proj_in(h)
         for block in self.transformer_blocks:
-            h = block(h, ctx_tokens, layout, (hl, wl))
+            h = block(h, ctx_tokens, layout, ctx.grid)
         h = self.proj_out(h)  # (B, N, C)
         return x + h.transpose(1, 2).reshape(batch, channels, height, width)
