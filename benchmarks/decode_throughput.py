@@ -64,8 +64,11 @@ def _forward_flops(fn: Callable[[], object]) -> float:
     return float(count_flops(fn).total)
 
 
-def build_entries(device: torch.device, resolution: int, batch: int, *, compile_models: bool, autocast: bool) -> list[Entry]:
-    """The benchmark's models, each with a closure decoding ``batch`` images at ``resolution``."""
+def build_entries(
+    device: torch.device, resolution: int, batch: int, *, compile_models: bool, autocast: bool, only: tuple[str, ...] = ()
+) -> list[Entry]:
+    """The benchmark's models, each with a closure decoding ``batch`` images at ``resolution``
+    (only names starting with a prefix in ``only``, when given; the SD-VAE reference always)."""
     generator = torch.Generator(device="cpu").manual_seed(0)
     z = torch.randn(batch, 4, resolution // 8, resolution // 8, generator=generator).to(device)
     noise = torch.randn(batch, 3, resolution, resolution, generator=generator).to(device)
@@ -73,6 +76,8 @@ def build_entries(device: torch.device, resolution: int, batch: int, *, compile_
     entries: list[Entry] = []
 
     def add_tokenizer(label: str, config, steps_list: tuple[int, ...]) -> None:
+        if only and not any(label.startswith(prefix) or prefix.startswith(label) for prefix in only):
+            return
         model = build_autoencoder(config).to(device).eval()
         decoder = model.decoder
         if compile_models:
@@ -85,7 +90,9 @@ def build_entries(device: torch.device, resolution: int, batch: int, *, compile_
             def run(model=model, steps=steps) -> torch.Tensor:
                 with torch.no_grad(), amp:
                     return model.decode(z, steps, noise=noise).sample
-            entries.append(Entry(f"{label} {steps}-step", steps, run, one * steps, params))
+            name = f"{label} {steps}-step"
+            if not only or any(name.startswith(prefix) for prefix in only):
+                entries.append(Entry(name, steps, run, one * steps, params))
 
     add_tokenizer("SSDD-S", ssdd_config("s", lpips_weight=0, repa_weight=0), (1,))
     add_tokenizer("SSDD-M", ssdd_config("m", lpips_weight=0, repa_weight=0), (1, 8))
@@ -136,10 +143,8 @@ def main(argv: list[str] | None = None) -> dict:
     if gpu:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    entries = build_entries(device, resolution, batch, compile_models=gpu, autocast=gpu)
-    keep = [p.strip() for p in args.only.split(",") if p.strip()]
-    if keep:
-        entries = [e for e in entries if e.name == "SD-VAE decoder" or any(e.name.startswith(p) for p in keep)]
+    keep = tuple(p.strip() for p in args.only.split(",") if p.strip())
+    entries = build_entries(device, resolution, batch, compile_models=gpu, autocast=gpu, only=keep)
 
     times: dict[str, list[float]] = {e.name: [] for e in entries}
     for entry in entries:  # warm-up (and compilation)
