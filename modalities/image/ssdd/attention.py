@@ -9,7 +9,7 @@ Two backends give the same numbers:
 
 - ``flex``: FlexAttention with a block mask (skips key blocks outside every window) and the bias
   as a ``score_mod`` reading the table directly; compiled. Used on CUDA by ``auto``.
-- ``sdpa``: one additive ``(heads, N, N)`` bias, gathered from the table and ``-inf`` outside the
+- ``sdpa``: one additive ``(1, heads, N, N)`` bias, gathered from the table and ``-inf`` outside the
   window, shared by the whole batch; used on every other device by ``auto``.
 - ``flex_eager``: uncompiled FlexAttention (slow reference; for tests on CPU).
 
@@ -105,11 +105,15 @@ class WindowLayout:
         return self.height * self.width
 
     def dense_bias(self, table: Tensor, dtype: torch.dtype) -> Tensor:
-        """``(heads, N, N)`` additive bias: table entries inside the window, ``-inf`` outside."""
+        """``(1, heads, N, N)`` additive bias: table entries inside the window, ``-inf`` outside.
+
+        The leading batch dim of 1 broadcasts over the batch; a 4-D mask also lets CPU SDPA use its
+        fused flash kernel (a 3-D mask falls back to the unfused math path, ~2× slower).
+        """
         heads = table.shape[-1]
         flat = table.reshape(-1, heads).t()  # (heads, (2R+1)²)
         padded = torch.cat([flat, flat.new_full((heads, 1), float("-inf"))], dim=1)  # (heads, (2R+1)² + 1)
-        return padded[:, self.table_index].to(dtype)  # (heads, N, N)
+        return padded[:, self.table_index].to(dtype)[None]  # (1, heads, N, N)
 
     def score_mod(self, table: Tensor) -> Any:
         """FlexAttention ``score_mod`` adding ``table[Δy + R, Δx + R, head]`` to each score."""
@@ -162,7 +166,7 @@ class LocalAttention(nn.Module):
 
         q, k, v = heads_first(self.to_q(x)), heads_first(self.to_k(x)), heads_first(self.to_v(x))
         if layout.backend == "sdpa":
-            bias = layout.dense_bias(self.relative_bias_table, q.dtype)  # (heads, N, N), broadcast over B
+            bias = layout.dense_bias(self.relative_bias_table, q.dtype)  # (1, heads, N, N), broadcast over B
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         else:
             flex = _flex_attention(compiled=layout.backend == "flex")
