@@ -48,8 +48,9 @@ def write_reconstruction_report(cfg: Any, result: TrainResult, steps: Sequence[i
         tokenizer, dataset, steps=tuple(steps), batch_size=4, seed=cfg.seed, grid_path=out / "reconstructions.png"
     )
     logs = run_loss_logs(out)
-    loss_png = plot_loss_curve(logs, out / "loss.png") if logs else None
-    fm_steps, fm_values = read_loss_curve(logs) if logs else ([], [])
+    loss_key = "train/distill_mse" if cfg.distill.enabled else "train/fm"  # a distillation run logs no FM loss
+    loss_png = plot_loss_curve(logs, out / "loss.png", key=loss_key) if logs else None
+    fm_steps, fm_values = read_loss_curve(logs, loss_key) if logs else ([], [])
     report = {
         "experiment": cfg.name,
         "global_step": result.global_step,
@@ -58,8 +59,9 @@ def write_reconstruction_report(cfg: Any, result: TrainResult, steps: Sequence[i
         "eval_resolution": cfg.data.options.get("eval_size", cfg.data.size),
         "reconstruction": metrics,
         "eval_history": eval_history(out),
-        "fm_loss_first_last": [fm_values[0], fm_values[-1]] if fm_values else [],
-        "fm_loss_steps": [fm_steps[0], fm_steps[-1]] if fm_steps else [],
+        "loss_name": loss_key,
+        "loss_first_last": [fm_values[0], fm_values[-1]] if fm_values else [],
+        "loss_steps": [fm_steps[0], fm_steps[-1]] if fm_steps else [],
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     print(f"\n{cfg.name} finished in {result.wall_time_s:.0f}s of training ({result.global_step} steps)")
