@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-__all__ = ["read_loss_curve", "plot_loss_curve", "run_loss_logs"]
+__all__ = ["read_loss_curve", "plot_loss_curve", "run_loss_logs", "logged_columns"]
 
 
 def _as_files(metrics_csv: str | Path | list[Path]) -> list[Path]:
@@ -31,7 +31,8 @@ def run_loss_logs(output_dir: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: int(p.parent.name.split("_")[-1]))
 
 
-def _columns(files: list[Path], prefix: str) -> list[str]:
+def logged_columns(files: list[Path], prefix: str) -> list[str]:
+    """Names of the logged columns starting with ``prefix`` in any of ``files``."""
     names: set[str] = set()
     for path in files:
         with open(path, newline="") as handle:
@@ -53,7 +54,7 @@ def plot_loss_curve(
     steps, values = read_loss_curve(files, key)
     if not steps:
         raise ValueError(f"no '{key}' values in {files}")
-    eval_keys = _columns(files, eval_prefix)
+    eval_keys = logged_columns(files, eval_prefix)
     fig, axes = plt.subplots(1, 2 if eval_keys else 1, figsize=(11 if eval_keys else 6, 3.5), dpi=120, squeeze=False)
     ax = axes[0][0]
     window = max(1, min(smooth, len(values)))

@@ -11,13 +11,8 @@ import torch.nn.functional as F
 
 from modalities.image.ssdd.attention import LocalAttention, WindowLayout, resolve_backend
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small attention calls run faster (and far steadier on a shared machine) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# small convolutions/attention run faster and steadier on one thread (conftest fixture)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 GRIDS = [(4, 4), (5, 7), (9, 23), (17, 16)]

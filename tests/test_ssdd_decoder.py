@@ -25,13 +25,8 @@ PARAMS_1E6 = {"xs": 5.00, "s": 14.06, "b": 21.14, "m": 50.28, "l": 90.76, "xl": 
 MID_TRANSFORMER_1E6 = {"xs": 1.27, "s": 3.52, "b": 6.25, "m": 16.82, "l": 39.33, "xl": 69.88, "h": 157.11}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions run faster (and far steadier on a shared machine) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# small convolutions/attention run faster and steadier on one thread (conftest fixture)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @functools.lru_cache(maxsize=None)

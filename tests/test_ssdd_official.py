@@ -22,13 +22,8 @@ MANIFESTS = Path("/work/shared/spec/official-weights")
 SSDD_MANIFESTS = sorted(p.name for p in MANIFESTS.glob("ssdd-*.json"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions run faster (and far steadier on a shared machine) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# small convolutions/attention run faster and steadier on one thread (conftest fixture)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def load_manifest(name: str) -> dict:

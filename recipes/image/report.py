@@ -14,19 +14,13 @@ __all__ = ["write_reconstruction_report", "eval_history"]
 
 def eval_history(output_dir: str | Path) -> list[dict[str, float]]:
     """Held-out metrics logged during training (``eval/*`` columns of the CSV logs), one row per step."""
-    from recipes.report import read_loss_curve, run_loss_logs
+    from recipes.report import logged_columns, read_loss_curve, run_loss_logs
 
     files = run_loss_logs(output_dir)
     if not files:
         return []
-    import csv
-
-    names: set[str] = set()
-    for path in files:
-        with open(path, newline="") as handle:
-            names.update(k for k in (csv.DictReader(handle).fieldnames or []) if k.startswith("eval/"))
     rows: dict[int, dict[str, float]] = {}
-    for name in sorted(names):
+    for name in logged_columns(files, "eval/"):
         for step, value in zip(*read_loss_curve(files, name)):
             rows.setdefault(step, {"step": step})[name.removeprefix("eval/")] = value
     return [rows[s] for s in sorted(rows)]
