@@ -33,6 +33,8 @@ class Modality:
         evaluate: optional ``(autoencoder, datamodule, num_steps) -> {metric: value}`` on held-out
             data, run periodically during training (``trainer.eval_every_n_steps``).
         description: one line for listings.
+        write_samples: optional ``(samples, path)`` writes generated samples ``(B, C, *spatial)``
+            (latent-generator previews) and returns the path.
     """
 
     name: str
@@ -43,6 +45,7 @@ class Modality:
     preview_suffix: str = ".png"
     evaluate: Callable[[Any, Any, int], dict[str, float]] | None = None
     description: str = ""
+    write_samples: Callable[[Tensor, Path], Path] | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
 
 

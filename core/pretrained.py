@@ -20,7 +20,10 @@ from torch import nn
 from core.autoencoder import DiffusionAutoencoder
 from core.builder import AutoencoderConfig, build_autoencoder, config_from_dict
 
-__all__ = ["CheckpointMismatchError", "save_pretrained", "from_pretrained", "load_state_dict_strict", "FORMAT_VERSION"]
+__all__ = [
+    "CheckpointMismatchError", "save_pretrained", "from_pretrained", "load_state_dict_strict", "FORMAT_VERSION",
+    "write_weights_and_config", "read_weights",
+]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -87,13 +90,28 @@ def save_pretrained(model: DiffusionAutoencoder, directory: str | os.PathLike[st
         "autoencoder": asdict(config),
         "extra": extra or {},
     }
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    return write_weights_and_config(out, model.state_dict(), meta)
+
+
+def write_weights_and_config(directory: str | os.PathLike[str], state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write ``model.safetensors`` then ``config.json`` atomically into ``directory`` (shared by every export)."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{WEIGHTS_NAME}.")
     os.close(fd)
-    save_file(state, tmp, metadata={"format": "pt", "difftok_format_version": str(FORMAT_VERSION)})
+    save_file(tensors, tmp, metadata={"format": "pt", "difftok_format_version": str(FORMAT_VERSION)})
     os.replace(tmp, out / WEIGHTS_NAME)
     _atomic_write_bytes(out / CONFIG_NAME, json.dumps(meta, indent=2, sort_keys=True).encode())
     return out
+
+
+def read_weights(directory: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of ``directory/model.safetensors`` (never unpickles)."""
+    weights = Path(directory) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} not found")
+    return load_file(str(weights), device=str(map_location))
 
 
 def read_pretrained_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
@@ -132,9 +150,7 @@ def from_pretrained(
         )
     model = build_autoencoder(config, with_loss_terms=with_loss_terms)
     weights = Path(directory) / WEIGHTS_NAME
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights} not found")
-    state = load_file(str(weights), device=str(map_location))
+    state = read_weights(directory, map_location)
     if not with_loss_terms:
         state = {k: v for k, v in state.items() if not k.startswith(LOSS_TERMS_PREFIX)}
     load_state_dict_strict(model, state, source=str(weights))

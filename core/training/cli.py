@@ -19,19 +19,23 @@ from hydra import compose, initialize
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from core.training.config import ExperimentConfig
 
 __all__ = ["Recipe", "register_recipe", "compose_recipe", "run_recipe"]
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named experiment: a config builder, an optional check before training and an optional step after."""
+    """A named experiment: a config builder, an optional check before training and an optional step after.
+
+    ``train_fn`` is what trains the composed config: :func:`core.training.run.train` (tokenizers,
+    the default) or e.g. :func:`core.training.generator_run.train_generator` (latent generators).
+    """
 
     name: str
-    build_config: Callable[[], ExperimentConfig]
+    build_config: Callable[[], Any]  # -> ExperimentConfig (or another structured config for train_fn)
     after_train: Callable[[Any, Any], Any] | None = None  # (cfg, TrainResult) -> anything
     check: Callable[[Any], None] | None = None  # (composed cfg) -> None; raises to refuse the run early
+    train_fn: Callable[[Any], Any] | None = None  # (composed cfg) -> TrainResult; default core.training.run.train
 
 
 def register_recipe(recipe: Recipe) -> Recipe:
@@ -66,7 +70,7 @@ def run_recipe(recipe: Recipe, argv: list[str] | None = None) -> None:
     def _main(cfg: DictConfig) -> None:
         if recipe.check is not None:
             recipe.check(cfg)
-        result = train(cfg)
+        result = (recipe.train_fn or train)(cfg)
         if recipe.after_train is not None:
             recipe.after_train(cfg, result)
 

@@ -6,27 +6,21 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-import lightning as L
 import torch
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from core.autoencoder import DiffusionAutoencoder
 from core.distill import DistillationConfig, distillation_losses
-from core.ema import EMA
 from core.flow.loss import TimeBucketLoss
 from core.nets.frozen import frozen_buffer_names
 from core.pretrained import CheckpointMismatchError
+from core.training.base_module import EMATrainingModule, NonFiniteLossError
 from core.training.config import EMAConfig, OptimConfig
-from core.training.optim import build_optimizer
 
 __all__ = ["TokenizerModule", "NonFiniteLossError"]
 
 log = logging.getLogger("difftok")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Raised when a loss term becomes NaN/Inf; stops the run with the step number."""
 
 
 def batch_data(batch: Any) -> Tensor:
@@ -38,7 +32,7 @@ def batch_data(batch: Any) -> Tensor:
     return batch
 
 
-class TokenizerModule(L.LightningModule):
+class TokenizerModule(EMATrainingModule):
     """Trains ``autoencoder.training_losses`` (or, with a ``teacher``, single-step distillation)
     with an optional EMA and a per-t loss monitor.
 
@@ -51,6 +45,8 @@ class TokenizerModule(L.LightningModule):
         distill: teacher sampling settings.
         distill_train_encoder: let distillation update the student's encoder.
     """
+
+    model_attribute = "autoencoder"
 
     def __init__(
         self,
@@ -65,8 +61,7 @@ class TokenizerModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.autoencoder = autoencoder
-        self.optim_config = optim
-        self.ema = EMA(autoencoder, ema.decay, ema.start_step, ema.warmup) if ema is not None and ema.enabled else None
+        self.setup_training(autoencoder, optim, ema)
         self.loss_by_time = TimeBucketLoss(loss_buckets)
         self.teacher = teacher.requires_grad_(False).eval() if teacher is not None else None
         self.distill_config = distill or DistillationConfig()
@@ -81,9 +76,6 @@ class TokenizerModule(L.LightningModule):
             self.teacher.eval()  # the teacher samples deterministically in eval mode, always
         return self
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return build_optimizer(self.autoencoder, self.optim_config)
-
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x = batch_data(batch)
         if self.teacher is not None:
@@ -93,12 +85,7 @@ class TokenizerModule(L.LightningModule):
         else:
             losses = self.autoencoder.training_losses(x)
         scalars = {k: v for k, v in losses.items() if v.ndim == 0}
-        if not torch.isfinite(torch.stack([v.detach().float() for v in scalars.values()])).all():
-            bad = {k: float(v.detach()) for k, v in scalars.items() if not torch.isfinite(v)}
-            raise NonFiniteLossError(
-                f"non-finite loss at step {self.global_step}: {bad}. Lower the learning rate, enable gradient "
-                f"clipping (optim.grad_clip) or check the data for corrupt samples; resume from the last checkpoint."
-            )
+        self.check_finite(scalars)
         if "fm_per_sample" in losses:
             self.loss_by_time.update(losses["t"], losses["fm_per_sample"])
         self.log_dict({f"train/{k}": v.detach() for k, v in scalars.items()}, prog_bar=False, on_step=True, on_epoch=False)
@@ -108,20 +95,6 @@ class TokenizerModule(L.LightningModule):
             self.log_dict({f"train_t/{k}": v for k, v in by_t.items() if torch.isfinite(v)}, on_step=True, on_epoch=False)
             self.loss_by_time.reset()
         return losses["loss"]
-
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        steps_done = self.global_step + 1  # counting this one (read before Lightning increments it)
-        super().optimizer_step(*args, **kwargs)
-        # here rather than in on_train_batch_end: checkpoint callbacks run before the module's
-        # batch-end hook, so a checkpoint would otherwise hold an EMA one update behind its weights
-        if self.ema is not None:
-            self.ema.update(self.autoencoder, steps_done)
-
-    def export_state_dict(self) -> dict[str, Tensor]:
-        """Weights to export: the EMA average when enabled, else the live weights."""
-        if self.ema is not None:
-            return self.ema.averaged_state_dict(self.autoencoder)
-        return {k: v.detach().clone() for k, v in self.autoencoder.state_dict().items()}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         config = self.autoencoder.config
@@ -136,19 +109,7 @@ class TokenizerModule(L.LightningModule):
             state = checkpoint.setdefault("state_dict", {})
             for key, value in self.teacher.state_dict().items():
                 state.setdefault(f"teacher.{key}", value)
-        self._reconcile_ema(checkpoint.get("state_dict", {}))
-
-    def _reconcile_ema(self, state: dict[str, Tensor]) -> None:
-        """Allow switching EMA on or off at resume (Lightning loads ``state`` strictly afterwards)."""
-        has_ema = any(k.startswith("ema.") for k in state)
-        if self.ema is not None and not has_ema:
-            log.warning("resuming with EMA enabled from a checkpoint without EMA: the average starts from its weights")
-            for key, value in self.ema.initial_state(state, prefix="autoencoder.").items():
-                state[f"ema.{key}"] = value
-        elif self.ema is None and has_ema:
-            log.warning("resuming with EMA disabled: the checkpoint's EMA weights are dropped")
-            for key in [k for k in state if k.startswith("ema.")]:
-                del state[key]
+        self.reconcile_ema(checkpoint.get("state_dict", {}))
 
     def _check_same_model(self, checkpoint: dict[str, Any]) -> None:
         saved = (checkpoint.get("difftok") or {}).get("autoencoder")

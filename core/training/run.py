@@ -24,11 +24,14 @@ from core.distill import DistillationConfig
 from core.pretrained import from_pretrained, save_pretrained
 from core.training.callbacks import PeriodicEvalCallback, PreviewCallback, ScheduleFreeModeCallback
 from core.training.checkpoint_io import AtomicCheckpointIO
-from core.training.config import ExperimentConfig
+from core.training.config import ExperimentConfig, TrainerConfig
 from core.training.init_weights import apply_init, freeze_encoder, load_weights_into
 from core.training.module import TokenizerModule
 
-__all__ = ["TrainResult", "train", "to_experiment_config", "resolve_precision", "per_device_batch_size"]
+__all__ = [
+    "TrainResult", "train", "to_experiment_config", "resolve_precision", "per_device_batch_size", "build_trainer",
+    "standard_callbacks", "resolve_resume",
+]
 
 log = logging.getLogger("difftok")
 
@@ -116,11 +119,7 @@ def train(cfg: ExperimentConfig | DictConfig | dict, *, callbacks: list[L.Callba
     module = TokenizerModule(autoencoder, cfg.optim, cfg.ema, **_distillation(cfg, autoencoder))
 
     ckpt_dir = out / "checkpoints"
-    checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="step_{step:07d}", auto_insert_metric_name=False,
-        every_n_train_steps=max(1, tcfg.checkpoint_every_n_steps), save_top_k=-1, save_last=True,
-    )
-    all_callbacks: list[L.Callback] = [checkpoint, ScheduleFreeModeCallback(), LearningRateMonitor("step")]
+    all_callbacks = standard_callbacks(tcfg, ckpt_dir)
     preview: PreviewCallback | None = None
     if modality.write_preview is not None and tcfg.preview_every_n_steps > 0 and hasattr(datamodule, "preview_batch"):
         preview = PreviewCallback(
@@ -131,18 +130,8 @@ def train(cfg: ExperimentConfig | DictConfig | dict, *, callbacks: list[L.Callba
     if modality.evaluate is not None and tcfg.eval_every_n_steps > 0:
         all_callbacks.append(PeriodicEvalCallback(modality.evaluate, datamodule, tcfg.eval_every_n_steps, tcfg.eval_steps))
     all_callbacks.extend(callbacks or [])
-    # a new version folder per (re)start: resuming never overwrites the earlier loss history
-    csv_logger = CSVLogger(out / "logs", name="csv", flush_logs_every_n_steps=max(1, tcfg.log_every_n_steps))
-    loggers = [csv_logger, TensorBoardLogger(out / "logs", name="tensorboard", version="")]
-    trainer = L.Trainer(
-        max_steps=tcfg.max_steps, accelerator=tcfg.accelerator, devices=tcfg.devices, num_nodes=tcfg.num_nodes,
-        strategy=tcfg.strategy, precision=resolve_precision(tcfg.precision), callbacks=all_callbacks, logger=loggers,
-        log_every_n_steps=tcfg.log_every_n_steps, gradient_clip_val=cfg.optim.grad_clip or None,
-        gradient_clip_algorithm="norm", enable_progress_bar=tcfg.progress_bar, plugins=[AtomicCheckpointIO()],
-        deterministic=tcfg.deterministic, default_root_dir=out, limit_val_batches=0, num_sanity_val_steps=0,
-        enable_model_summary=False,
-    )
-    ckpt_path = _resolve_resume(tcfg.resume, ckpt_dir)
+    trainer, csv_logger = build_trainer(tcfg, all_callbacks, out, grad_clip=cfg.optim.grad_clip)
+    ckpt_path = resolve_resume(tcfg.resume, ckpt_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     export_dir = out / "export"
@@ -164,6 +153,31 @@ def train(cfg: ExperimentConfig | DictConfig | dict, *, callbacks: list[L.Callba
     )
 
 
+def standard_callbacks(tcfg: TrainerConfig, ckpt_dir: Path) -> list[L.Callback]:
+    """Checkpointing every ``checkpoint_every_n_steps`` (+ ``last.ckpt``), schedule-free mode, LR logging."""
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="step_{step:07d}", auto_insert_metric_name=False,
+        every_n_train_steps=max(1, tcfg.checkpoint_every_n_steps), save_top_k=-1, save_last=True,
+    )
+    return [checkpoint, ScheduleFreeModeCallback(), LearningRateMonitor("step")]
+
+
+def build_trainer(tcfg: TrainerConfig, callbacks: list[L.Callback], out: Path, *, grad_clip: float = 0.0) -> tuple[L.Trainer, CSVLogger]:
+    """The Lightning trainer every difftok run uses, and its CSV logger."""
+    # a new version folder per (re)start: resuming never overwrites the earlier loss history
+    csv_logger = CSVLogger(out / "logs", name="csv", flush_logs_every_n_steps=max(1, tcfg.log_every_n_steps))
+    loggers = [csv_logger, TensorBoardLogger(out / "logs", name="tensorboard", version="")]
+    trainer = L.Trainer(
+        max_steps=tcfg.max_steps, accelerator=tcfg.accelerator, devices=tcfg.devices, num_nodes=tcfg.num_nodes,
+        strategy=tcfg.strategy, precision=resolve_precision(tcfg.precision), callbacks=callbacks, logger=loggers,
+        log_every_n_steps=tcfg.log_every_n_steps, gradient_clip_val=grad_clip or None,
+        gradient_clip_algorithm="norm", enable_progress_bar=tcfg.progress_bar, plugins=[AtomicCheckpointIO()],
+        deterministic=tcfg.deterministic, default_root_dir=out, limit_val_batches=0, num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
+    return trainer, csv_logger
+
+
 def _distillation(cfg: ExperimentConfig, student: Any) -> dict[str, Any]:
     """Teacher and settings for ``TokenizerModule`` when ``cfg.distill.enabled``; the student starts
     from the teacher's weights unless ``init.weights`` says otherwise."""
@@ -181,7 +195,7 @@ def _distillation(cfg: ExperimentConfig, student: Any) -> dict[str, Any]:
     return {"teacher": teacher, "distill": config, "distill_train_encoder": dcfg.train_encoder}
 
 
-def _resolve_resume(resume: str | None, ckpt_dir: Path) -> str | None:
+def resolve_resume(resume: str | None, ckpt_dir: Path) -> str | None:
     if not resume:
         return None
     if resume == "last":

@@ -17,7 +17,7 @@ from modalities.image import dito  # noqa: F401  (registers the DiTo encoder/dec
 from modalities.image import lpips as _lpips_term, repa as _repa_term  # noqa: F401  (register loss terms)
 from modalities.image.data import ImageDataModule
 from modalities.image.evaluate import evaluate_reconstructions
-from modalities.image.preview import write_image_preview
+from modalities.image.preview import write_image_preview, write_image_samples
 from modalities.image.ssdd import sizes as _ssdd_sizes  # noqa: F401  (registers ssdd_* decoders)
 from modalities.image.ssdd import encoders as _ssdd_encoders  # noqa: F401  (registers kl_f8c4 / kl_f16c4)
 
@@ -46,6 +46,7 @@ def image() -> Modality:
         channels=3,
         make_datamodule=make_image_datamodule,
         write_preview=write_image_preview,
+        write_samples=write_image_samples,
         preview_suffix=".png",
         evaluate=evaluate_held_out,
         description="RGB images (B, 3, H, W) in [-1, 1]",

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["to_uint8", "save_grid", "write_image_preview"]
+__all__ = ["to_uint8", "save_grid", "write_image_preview", "write_image_samples"]
 
 
 def to_uint8(x: Tensor) -> Tensor:
@@ -37,3 +37,12 @@ def save_grid(rows: list[Tensor], path: str | Path, pad: int = 2) -> Path:
 def write_image_preview(originals: Tensor, reconstructions: Tensor, path: Path) -> Path:
     """Two-row grid: originals on top, reconstructions below."""
     return save_grid([originals, reconstructions], path)
+
+
+def write_image_samples(samples: Tensor, path: Path, per_row: int = 8) -> Path:
+    """Generated images (B, 3, H, W) in [-1, 1] as a grid of ``per_row`` columns (last row padded white)."""
+    rows = [samples[i : i + per_row] for i in range(0, samples.shape[0], per_row)]
+    if len(rows) > 1 and rows[-1].shape[0] < per_row:
+        blank = torch.ones(per_row - rows[-1].shape[0], *samples.shape[1:], dtype=samples.dtype, device=samples.device)
+        rows[-1] = torch.cat([rows[-1], blank])
+    return save_grid(rows, path)

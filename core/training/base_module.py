@@ -1,0 +1,79 @@
+"""Shared LightningModule plumbing: one trained model, an optional weight EMA, finite-loss checks.
+
+Subclasses (tokenizer, latent generator) name their trained submodule with ``model_attribute`` and
+only add their own ``training_step``. No math here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from core.ema import EMA
+from core.training.config import EMAConfig, OptimConfig
+from core.training.optim import build_optimizer
+
+__all__ = ["EMATrainingModule", "NonFiniteLossError"]
+
+log = logging.getLogger("difftok")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a loss term becomes NaN/Inf; stops the run with the step number."""
+
+
+class EMATrainingModule(L.LightningModule):
+    """Optimiser + EMA wiring around the submodule named ``model_attribute``."""
+
+    model_attribute = "model"
+
+    def setup_training(self, model: nn.Module, optim: OptimConfig, ema: EMAConfig | None) -> None:
+        """Call from ``__init__`` after assigning ``model`` to ``self.<model_attribute>``."""
+        self.optim_config = optim
+        self.ema = EMA(model, ema.decay, ema.start_step, ema.warmup) if ema is not None and ema.enabled else None
+
+    @property
+    def trained_model(self) -> nn.Module:
+        return getattr(self, self.model_attribute)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return build_optimizer(self.trained_model, self.optim_config)
+
+    def check_finite(self, scalars: dict[str, Tensor]) -> None:
+        """Stop the run, naming the term and step, when a logged scalar is NaN/Inf."""
+        if not torch.isfinite(torch.stack([v.detach().float() for v in scalars.values()])).all():
+            bad = {k: float(v.detach()) for k, v in scalars.items() if not torch.isfinite(v)}
+            raise NonFiniteLossError(
+                f"non-finite loss at step {self.global_step}: {bad}. Lower the learning rate, enable gradient "
+                f"clipping (optim.grad_clip) or check the data for corrupt samples; resume from the last checkpoint."
+            )
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        steps_done = self.global_step + 1  # counting this one (read before Lightning increments it)
+        super().optimizer_step(*args, **kwargs)
+        # here rather than in on_train_batch_end: checkpoint callbacks run before the module's
+        # batch-end hook, so a checkpoint would otherwise hold an EMA one update behind its weights
+        if self.ema is not None:
+            self.ema.update(self.trained_model, steps_done)
+
+    def export_state_dict(self) -> dict[str, Tensor]:
+        """Weights to export: the EMA average when enabled, else the live weights."""
+        if self.ema is not None:
+            return self.ema.averaged_state_dict(self.trained_model)
+        return {k: v.detach().clone() for k, v in self.trained_model.state_dict().items()}
+
+    def reconcile_ema(self, state: dict[str, Tensor]) -> None:
+        """Allow switching EMA on or off at resume (Lightning loads ``state`` strictly afterwards)."""
+        has_ema = any(k.startswith("ema.") for k in state)
+        if self.ema is not None and not has_ema:
+            log.warning("resuming with EMA enabled from a checkpoint without EMA: the average starts from its weights")
+            for key, value in self.ema.initial_state(state, prefix=f"{self.model_attribute}.").items():
+                state[f"ema.{key}"] = value
+        elif self.ema is None and has_ema:
+            log.warning("resuming with EMA disabled: the checkpoint's EMA weights are dropped")
+            for key in [k for k in state if k.startswith("ema.")]:
+                del state[key]

@@ -1,0 +1,108 @@
+"""Thin LightningModule for latent generators: latents in, flow-matching loss out. No math here.
+
+Batches are either cached latents ``{"z", "label"}`` (tokenizer space) or data ``{"x", "cls"}``
+encoded on the fly by the frozen tokenizer (DiTo: no_grad, latent mode, no caching). Either way the
+latents are mapped to generator space with the tokenizer's statistics before the objective.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from core.autoencoder import DiffusionAutoencoder
+from core.flow.loss import TimeBucketLoss
+from core.generation.objective import UNLABELLED, LatentGenerator
+from core.training.base_module import EMATrainingModule
+from core.training.config import EMAConfig, OptimConfig
+
+__all__ = ["GeneratorModule", "batch_latents"]
+
+
+@torch.no_grad()
+def batch_latents(batch: dict[str, Any], tokenizer: DiffusionAutoencoder | None, sample_posterior: bool = True) -> tuple[Tensor, Tensor]:
+    """Tokenizer-space latents ``(B, C_z, *S)`` and labels ``(B,)`` of a cached or raw batch.
+
+    Raw data is encoded by the frozen ``tokenizer``: KL latents are sampled (as LDM/SSDD train their
+    DiTs), deterministic latents (DiTo LayerNorm) are their mode.
+    """
+    if "z" in batch:
+        z = batch["z"]
+        labels = batch.get("label", batch.get("cls"))
+    elif "x" in batch:
+        if tokenizer is None:
+            raise ValueError("raw data batches need a tokenizer to encode them (set tokenizer=<export dir>)")
+        dist = tokenizer.encode(batch["x"]).latent_dist
+        z = dist.sample() if sample_posterior else dist.mode()
+        labels = batch.get("cls", batch.get("label"))
+    else:
+        raise KeyError(f"a generator batch needs 'z' (cached latents) or 'x' (data); got keys {sorted(batch)}")
+    if labels is None:
+        labels = torch.full((z.shape[0],), UNLABELLED, dtype=torch.long)
+    labels = torch.as_tensor(labels, device=z.device).long().reshape(-1)
+    return z.float(), labels
+
+
+class GeneratorModule(EMATrainingModule):
+    """Trains ``generator.training_losses`` on tokenizer latents with an EMA (DiTo: 0.9999).
+
+    Args:
+        generator: the latent generator (:func:`core.generation.build_generator`).
+        optim: optimiser settings (DiTo: AdamW 1e-4, no weight decay).
+        ema: EMA settings.
+        tokenizer: frozen tokenizer for on-the-fly encoding (left out of checkpoints); None with cached latents.
+        loss_buckets: number of time buckets for the ``loss_t*`` monitor.
+    """
+
+    model_attribute = "generator"
+
+    def __init__(
+        self,
+        generator: LatentGenerator,
+        optim: OptimConfig,
+        ema: EMAConfig | None = None,
+        *,
+        tokenizer: DiffusionAutoencoder | None = None,
+        loss_buckets: int = 10,
+    ) -> None:
+        super().__init__()
+        self.generator = generator
+        self.setup_training(generator, optim, ema)
+        self.tokenizer = tokenizer.requires_grad_(False).eval() if tokenizer is not None else None
+        self.latent_stats = generator.config.latent_stats
+        self.loss_by_time = TimeBucketLoss(loss_buckets)
+
+    def train(self, mode: bool = True) -> "GeneratorModule":
+        super().train(mode)
+        if self.tokenizer is not None:
+            self.tokenizer.eval()  # frozen: always in inference mode
+        return self
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        z, labels = batch_latents(batch, self.tokenizer)
+        losses = self.generator.training_losses(self.latent_stats.normalize(z), labels)
+        scalars = {k: v for k, v in losses.items() if v.ndim == 0}
+        self.check_finite(scalars)
+        self.loss_by_time.update(losses["t"], losses["fm_per_sample"])
+        self.log_dict({f"train/{k}": v.detach() for k, v in scalars.items()}, on_step=True, on_epoch=False)
+        self.log("loss", scalars["loss"].detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
+            by_t = self.loss_by_time.compute()
+            self.log_dict({f"train_t/{k}": v for k, v in by_t.items() if torch.isfinite(v)}, on_step=True, on_epoch=False)
+            self.loss_by_time.reset()
+        return losses["loss"]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("tokenizer.")]:
+            del state[key]  # frozen and reloaded from the tokenizer folder
+        checkpoint["difftok_generator"] = {"net": self.generator.config.net.name}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.setdefault("state_dict", {})
+        if self.tokenizer is not None:
+            for key, value in self.tokenizer.state_dict().items():
+                state.setdefault(f"tokenizer.{key}", value)
+        self.reconcile_ema(state)

@@ -1,0 +1,158 @@
+"""``train_generator(cfg)``: train a latent generator (DiTo §6 latent DiT) on a frozen tokenizer.
+
+Writes, under ``cfg.output_dir``: ``checkpoints/`` (exact resume), ``export/`` (EMA weights,
+``core.generation.load_generator``), ``logs/``, ``samples/`` (decoded preview samples) and
+``config.yaml``. Kept separate from the CLI like :func:`core.training.run.train`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from core.autoencoder import DiffusionAutoencoder
+from core.generation.config import GeneratorConfig, build_generator
+from core.generation.objective import LatentGenerator
+from core.generation.pretrained import save_generator
+from core.generation.sampling import sample_latents
+from core.modality import get_modality
+from core.pretrained import from_pretrained
+from core.training.generator_config import GeneratorExperimentConfig, GeneratorSampleConfig
+from core.training.generator_module import GeneratorModule
+from core.training.run import TrainResult, build_trainer, per_device_batch_size, resolve_resume, standard_callbacks
+
+__all__ = ["train_generator", "to_generator_config", "resolve_generator_config", "decode_samples"]
+
+log = logging.getLogger("difftok")
+
+
+def to_generator_config(cfg: GeneratorExperimentConfig | DictConfig | dict) -> GeneratorExperimentConfig:
+    """Accept a dataclass, an OmegaConf node or a dict; return a validated, resolved dataclass."""
+    if isinstance(cfg, GeneratorExperimentConfig):
+        cfg = OmegaConf.structured(cfg)
+    node = OmegaConf.merge(OmegaConf.structured(GeneratorExperimentConfig), cfg)
+    return OmegaConf.to_object(node)  # type: ignore[return-value]
+
+
+class CachedLatentData(L.LightningDataModule):
+    """Cached latent shards as a datamodule (the loader is built once the rank is known)."""
+
+    def __init__(self, path: str, batch_size: int, seed: int, num_workers: int) -> None:
+        super().__init__()
+        self.path, self.batch_size, self.seed, self.num_workers = path, batch_size, seed, num_workers
+
+    def train_dataloader(self) -> Any:
+        from core.latent.cache import make_latent_dataloader
+
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        return make_latent_dataloader(
+            self.path, self.batch_size, seed=self.seed, num_workers=self.num_workers, rank=rank, world_size=world
+        )
+
+
+def resolve_generator_config(cfg: GeneratorExperimentConfig, tokenizer: DiffusionAutoencoder) -> GeneratorConfig:
+    """The generator config with latent channels/grid/statistics taken from the tokenizer (and cache)."""
+    gcfg = cfg.generator
+    if cfg.latents:
+        from core.latent.cache import read_latent_index
+
+        index = read_latent_index(cfg.latents)
+        channels, *grid = (int(s) for s in index.latent_shape)
+        if index.num_classes and index.num_classes > gcfg.num_classes:
+            raise ValueError(
+                f"the latent cache has {index.num_classes} classes but generator.num_classes={gcfg.num_classes}; "
+                f"set generator.num_classes={index.num_classes}"
+            )
+    else:
+        channels = tokenizer.latent_channels
+        grid = [cfg.data.size // tokenizer.downsample_factor] * tokenizer.spatial_dims
+    if channels != tokenizer.latent_channels or len(grid) != tokenizer.spatial_dims:
+        raise ValueError(
+            f"cached latents have shape {(channels, *grid)} but the tokenizer makes {tokenizer.latent_channels}-channel "
+            f"{tokenizer.spatial_dims}-D latents; point latents= and tokenizer= at matching folders"
+        )
+    stats = tokenizer.latent_stats
+    return replace(
+        gcfg, spatial_dims=tokenizer.spatial_dims, latent_channels=channels, latent_size=list(grid),
+        latent_shift=stats.shift, latent_scale=stats.scale, tokenizer=str(Path(cfg.tokenizer).resolve()),
+    )
+
+
+@torch.no_grad()
+def decode_samples(
+    generator: LatentGenerator, tokenizer: DiffusionAutoencoder, labels: torch.Tensor, settings: GeneratorSampleConfig,
+) -> torch.Tensor:
+    """Sample latents for ``labels`` (CFG Euler) and decode them with the tokenizer: data ``(B, C, *S)``
+    clamped to difftok's data range [-1, 1]."""
+    gcfg = generator.config
+    seed = torch.Generator(device="cpu").manual_seed(settings.seed)
+    noise = torch.randn((labels.shape[0], *gcfg.latent_shape()), generator=seed).to(labels.device)
+    latents = sample_latents(
+        generator, labels, gcfg.latent_shape(), num_steps=settings.steps or gcfg.sample_steps,
+        cfg_scale=gcfg.cfg_scale if settings.cfg_scale is None else settings.cfg_scale, noise=noise,
+    ).latents
+    z = gcfg.latent_stats.denormalize(latents)
+    decode_noise = torch.Generator(device="cpu").manual_seed(settings.seed + 1)
+    shape = (labels.shape[0], tokenizer.in_channels, *(s * tokenizer.downsample_factor for s in z.shape[2:]))
+    x_init = torch.randn(shape, generator=decode_noise).to(z.device)
+    return tokenizer.decode(z, settings.decode_steps, noise=x_init).sample.clamp(-1.0, 1.0)
+
+
+def train_generator(cfg: GeneratorExperimentConfig | DictConfig | dict, *, callbacks: list[L.Callback] | None = None) -> TrainResult:
+    """Train the latent generator described by ``cfg``; returns output locations (``module`` = the GeneratorModule)."""
+    cfg = to_generator_config(cfg)
+    if not cfg.tokenizer:
+        raise ValueError("tokenizer=<save_pretrained folder> is required: the generator models that tokenizer's latents")
+    start = time.perf_counter()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    tokenizer = from_pretrained(cfg.tokenizer)
+    modality = get_modality(tokenizer.config.modality)
+    cfg.generator = resolve_generator_config(cfg, tokenizer)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    tcfg = cfg.trainer
+    local_batch = per_device_batch_size(cfg.data.batch_size, tcfg.devices, tcfg.num_nodes, tcfg.accelerator)
+    if cfg.latents:
+        datamodule: Any = CachedLatentData(cfg.latents, local_batch, cfg.seed, cfg.data.num_workers)
+        module_tokenizer = None  # cached latents: the tokenizer is only needed for previews
+    else:
+        datamodule = modality.make_datamodule(cfg.data, cfg.seed, local_batch)
+        module_tokenizer = tokenizer
+    generator = build_generator(cfg.generator)
+    log.info("generator %s: %.2fM parameters", cfg.generator.net.name, sum(p.numel() for p in generator.parameters()) / 1e6)
+    module = GeneratorModule(generator, cfg.optim, cfg.ema, tokenizer=module_tokenizer)
+
+    ckpt_dir = out / "checkpoints"
+    all_callbacks = standard_callbacks(tcfg, ckpt_dir) + list(callbacks or [])
+    trainer, csv_logger = build_trainer(tcfg, all_callbacks, out, grad_clip=cfg.optim.grad_clip)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(tcfg.resume, ckpt_dir))
+
+    export_dir = out / "export"
+    previews: list[Path] = []
+    if trainer.is_global_zero:
+        exported = build_generator(cfg.generator)
+        exported.load_state_dict(module.export_state_dict())
+        save_generator(exported.eval(), export_dir, extra={"global_step": trainer.global_step, "experiment": cfg.name})
+        if cfg.sample.count > 0 and modality.write_samples is not None:
+            labels = torch.arange(cfg.sample.count) % max(1, cfg.generator.num_classes)
+            samples = decode_samples(exported.eval(), tokenizer, labels, cfg.sample)
+            previews.append(modality.write_samples(samples, out / "samples" / f"step_{trainer.global_step:07d}{modality.preview_suffix}"))
+        (out / "train_summary.json").write_text(json.dumps(
+            {"global_step": trainer.global_step, "wall_time_s": round(time.perf_counter() - start, 2), "name": cfg.name}, indent=2
+        ))
+    metrics_csv = Path(csv_logger.log_dir) / "metrics.csv"
+    return TrainResult(
+        output_dir=out, export_dir=export_dir, checkpoint_dir=ckpt_dir,
+        metrics_csv=metrics_csv if metrics_csv.exists() else None, global_step=trainer.global_step,
+        wall_time_s=time.perf_counter() - start, previews=previews, module=module, datamodule=datamodule,
+    )

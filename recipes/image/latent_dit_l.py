@@ -1,0 +1,13 @@
+"""Latent DiT-L/2 on a frozen tokenizer's latents (DiTo §6 recipe); see ``recipes.image.latent_dit_common``.
+
+    python -m recipes.image.latent_dit_l tokenizer=outputs/dito_xl/export data.root=/data/imagenet/train trainer.devices=8
+    python -m recipes.image.latent_dit_l tokenizer=outputs/dito_xl/export latents=/data/latents/dito_xl
+"""
+
+from core.training.cli import run_recipe
+from recipes.image.latent_dit_common import latent_dit_recipe
+
+RECIPE = latent_dit_recipe("l", "latent_dit_l")
+
+if __name__ == "__main__":
+    run_recipe(RECIPE)
