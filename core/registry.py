@@ -29,6 +29,7 @@ __all__ = [
     "LOSS_TERMS",
     "TIME_SAMPLERS",
     "MODALITIES",
+    "GENERATORS",
     "REGISTRIES",
     "create",
     "list_models",
@@ -139,6 +140,7 @@ REGULARIZERS: Registry[Any] = Registry("regularizer")
 LOSS_TERMS: Registry[Any] = Registry("loss term")
 TIME_SAMPLERS: Registry[Any] = Registry("time sampler")
 MODALITIES: Registry[Any] = Registry("modality")
+GENERATORS: Registry[Any] = Registry("generator")  # latent generators (e.g. DiT), not part of the autoencoder
 
 REGISTRIES: dict[str, Registry[Any]] = {
     "encoder": ENCODERS,
@@ -147,6 +149,7 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "loss_term": LOSS_TERMS,
     "time_sampler": TIME_SAMPLERS,
     "modality": MODALITIES,
+    "generator": GENERATORS,
 }
 
 

@@ -1,4 +1,5 @@
-"""Dimension-generic reference networks registered as ``conv_encoder`` and ``unet_decoder``.
+"""Dimension-generic reference networks registered as ``conv_encoder`` and ``unet_decoder``, plus the
+latent generator ``DiT`` (registered in ``GENERATORS`` as ``dit_{s,b,l,xl}_{2,4,8}`` and ``dit_tiny_2``).
 
 They are modality agnostic (``spatial_dims`` = 1, 2 or 3); modality plugins register named sizes
 on top of them (e.g. the image plugin's quickstart tokenizer).
@@ -7,10 +8,11 @@ on top of them (e.g. the image plugin's quickstart tokenizer).
 from __future__ import annotations
 
 from core.nets.conv_encoder import ConvEncoder
+from core.nets.dit import DIT_SIZES, DiT  # importing registers the dit_* generators
 from core.nets.unet_decoder import UNetDecoder
 from core.registry import DECODERS, ENCODERS
 
-__all__ = ["ConvEncoder", "UNetDecoder"]
+__all__ = ["ConvEncoder", "UNetDecoder", "DiT", "DIT_SIZES"]
 
 
 @ENCODERS.register("conv_encoder")
