@@ -18,6 +18,8 @@ import recipes
 from core.builder import build_autoencoder
 from core.training.cli import Recipe, compose_recipe
 from core.training.config import ExperimentConfig
+from core.generation.config import build_generator
+from core.training.generator_run import to_generator_config, train_generator
 from core.training.run import to_experiment_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +44,13 @@ def test_recipes_found():
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: r.name)
 def test_recipe_composes_and_instantiates(recipe, tmp_path, monkeypatch):
     overrides = [f"output_dir={tmp_path}", "trainer.max_steps=7", "data.batch_size=8"]
+    if recipe.train_fn is train_generator:  # latent-generator recipes: a generator, not a tokenizer
+        run = to_generator_config(compose_recipe(recipe, overrides))
+        assert run.trainer.max_steps == 7 and run.data.batch_size == 8
+        with torch.device("meta"):
+            generator = build_generator(run.generator)
+        assert generator.net.spatial_dims == run.generator.spatial_dims
+        return
     terms = to_experiment_config(compose_recipe(recipe, overrides)).model.loss_terms
     for name, env in (("lpips", "DIFFTOK_VGG16_WEIGHTS"), ("repa", "DIFFTOK_DINOV2_WEIGHTS")):
         if name in terms:  # no VGG / DINOv2 weights are needed to build on meta
