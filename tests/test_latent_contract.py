@@ -74,6 +74,8 @@ def test_latent_contract(make, photo_batch, tmp_path):
     torch.testing.assert_close(tok.normalize_latents(z), (z - 0.3) / 2.5)
     torch.testing.assert_close(tok.denormalize_latents(tok.normalize_latents(z)), z)
     assert (tok.config.latent_shift, tok.config.latent_scale) == (0.3, 2.5)
+    with pytest.raises(TypeError, match="LatentStats"):
+        tok.latent_stats = {"shift": 0.0, "scale": 1.0}
 
     # save/from_pretrained keeps the stats (and the weights)
     loaded = from_pretrained(tok.save_pretrained(tmp_path / "tok"))
