@@ -13,11 +13,12 @@ from core.ema import EMA
 from core.flow.loss import TimeBucketLoss, flow_matching_loss, per_sample_mse
 from core.flow.path import FlowPath, PathSample
 from core.flow.time_samplers import LogitNormalTimeSampler, UniformTimeSampler, truncated_uniform
+from core.interop.diffusers import DiffusersVAE
 from core.latent.distribution import DecoderOutput, EncoderOutput, LatentDist
 from core.latent.noise_sync import NoiseSyncConfig, NoiseSyncOutput, noise_sync
 from core.latent.regularizers import IdentityLatent, KLLatent, LayerNormLatent
-from core.latent.stats import LatentStats, compute_latent_stats
-from core.pretrained import CheckpointMismatchError, from_pretrained, save_pretrained
+from core.latent.stats import LatentMoments, LatentStats, compute_latent_moments, compute_latent_stats
+from core.pretrained import CheckpointMismatchError, from_pretrained, save_pretrained, write_latent_stats
 from core.registry import (
     DECODERS,
     ENCODERS,
@@ -36,12 +37,12 @@ from core.samplers.solvers import euler_solve, heun_solve, solve
 
 __all__ = [
     "AutoencoderConfig", "CheckpointMismatchError", "ComponentConfig", "DECODERS", "DecoderOutput",
-    "DiffusionAutoencoder", "DistillationConfig", "DuplicateRegistrationError", "EMA", "ENCODERS",
+    "DiffusersVAE", "DiffusionAutoencoder", "DistillationConfig", "DuplicateRegistrationError", "EMA", "ENCODERS",
     "EncoderOutput", "FlowPath", "IdentityLatent", "InputError", "KLLatent", "LOSS_TERMS", "LatentDist",
-    "LatentStats", "LayerNormLatent", "LogitNormalTimeSampler", "LossTermConfig", "MODALITIES",
+    "LatentMoments", "LatentStats", "LayerNormLatent", "LogitNormalTimeSampler", "LossTermConfig", "MODALITIES",
     "NoiseSyncConfig", "NoiseSyncOutput", "PathSample", "REGULARIZERS", "Registry", "SamplingConfig",
-    "TIME_SAMPLERS", "TimeBucketLoss", "UniformTimeSampler", "build_autoencoder", "compute_latent_stats",
+    "TIME_SAMPLERS", "TimeBucketLoss", "UniformTimeSampler", "build_autoencoder", "compute_latent_moments", "compute_latent_stats",
     "create", "distillation_losses", "euler_solve", "flow_matching_loss", "from_pretrained", "heun_solve",
     "list_models", "load_plugins", "make_student", "noise_sync", "per_sample_mse", "save_pretrained",
-    "solve", "time_grid", "truncated_uniform",
+    "solve", "time_grid", "truncated_uniform", "write_latent_stats",
 ]

@@ -7,7 +7,7 @@ called as ``decoder(x_t, time_scale * t, z)`` and return ``u = x - (1 - sigma_mi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass, replace
 from typing import Any
 
 import torch
@@ -87,8 +87,8 @@ class DiffusionAutoencoder(nn.Module):
         self.loss_terms = nn.ModuleDict({name: module for name, (_, module) in loss_terms.items()})
         self.loss_weights = {name: float(weight) for name, (weight, _) in loss_terms.items()}
         self.sampling = sampling or SamplingConfig()
-        self.latent_stats = latent_stats or LatentStats()
         self.config = config
+        self.latent_stats = latent_stats or LatentStats()
 
     # ----------------------------------------------------------------------------------- shapes
     @property
@@ -136,6 +136,37 @@ class DiffusionAutoencoder(nn.Module):
             )
         if not torch.isfinite(x).all():
             raise InputError("input contains NaN or Inf values; clean the data (e.g. torch.nan_to_num) before encoding")
+
+    # ----------------------------------------------------------------------------------- latent stats
+    @property
+    def latent_stats(self) -> LatentStats:
+        """Scalar shift/scale between tokenizer latents and generator latents (saved by ``save_pretrained``)."""
+        return self._latent_stats
+
+    @latent_stats.setter
+    def latent_stats(self, stats: LatentStats) -> None:
+        if not isinstance(stats, LatentStats):
+            raise TypeError(f"latent_stats must be a core.latent.stats.LatentStats, got {type(stats).__name__}; "
+                            f"write tok.latent_stats = LatentStats(shift=..., scale=...)")
+        self._latent_stats = stats
+        config = self.config  # keep tok.config (the builder config) in step with the stats
+        if is_dataclass(config) and hasattr(config, "latent_shift") and hasattr(config, "latent_scale"):
+            if (config.latent_shift, config.latent_scale) != (stats.shift, stats.scale):
+                self.config = replace(config, latent_shift=stats.shift, latent_scale=stats.scale)
+
+    def normalize_latents(self, z: Tensor) -> Tensor:
+        """Tokenizer latents -> generator latents: ``(z - shift) / scale`` with ``self.latent_stats``.
+
+        A latent generator (DiT) is trained on and samples in this normalised space. DiTo's LayerNorm
+        latents have shift 0 and scale 1, so this is the identity; KL latents get their dataset stats
+        from ``python -m recipes.image.latent_stats``. Any shape and dtype; the result keeps both.
+        """
+        return self.latent_stats.normalize(z)
+
+    def denormalize_latents(self, z: Tensor) -> Tensor:
+        """Generator latents -> tokenizer latents (``z * scale + shift``), the inverse of
+        :meth:`normalize_latents`; apply it to generated latents before :meth:`decode`."""
+        return self.latent_stats.denormalize(z)
 
     # ----------------------------------------------------------------------------------- API
     def encode(self, x: Tensor) -> EncoderOutput:

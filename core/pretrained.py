@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -19,10 +20,11 @@ from torch import nn
 
 from core.autoencoder import DiffusionAutoencoder
 from core.builder import AutoencoderConfig, build_autoencoder, config_from_dict
+from core.latent.stats import LatentStats
 
 __all__ = [
-    "CheckpointMismatchError", "save_pretrained", "from_pretrained", "load_state_dict_strict", "FORMAT_VERSION",
-    "write_weights_and_config", "read_weights",
+    "CheckpointMismatchError", "save_pretrained", "from_pretrained", "load_state_dict_strict", "write_latent_stats",
+    "FORMAT_VERSION", "write_weights_and_config", "read_weights",
 ]
 
 CONFIG_NAME = "config.json"
@@ -155,3 +157,40 @@ def from_pretrained(
         state = {k: v for k, v in state.items() if not k.startswith(LOSS_TERMS_PREFIX)}
     load_state_dict_strict(model, state, source=str(weights))
     return model.eval()
+
+
+def write_latent_stats(
+    directory: str | os.PathLike[str],
+    stats: LatentStats,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Record ``stats`` in a pretrained folder without rebuilding or re-saving the model.
+
+    Only ``config.json`` changes (rewritten atomically), so the weights file (including any
+    loss-term tensors that ``from_pretrained`` skips) stays byte-identical. With ``out`` the
+    weights are copied there and ``directory`` is left untouched. ``extra`` entries are merged
+    into the config's ``extra`` section.
+
+    Returns:
+        The folder that now holds the stats.
+    """
+    source = Path(directory)
+    meta = read_pretrained_config(source)
+    meta["autoencoder"] = {**meta["autoencoder"], "latent_shift": stats.shift, "latent_scale": stats.scale}
+    config_from_dict(meta["autoencoder"])  # fail before writing anything if the config is not loadable
+    meta["latent"] = {**meta.get("latent", {}), "shift": stats.shift, "scale": stats.scale}
+    meta["extra"] = {**(meta.get("extra") or {}), **(extra or {})}
+    target = source if out is None else Path(out)
+    if target.resolve() != source.resolve():
+        weights = source / WEIGHTS_NAME
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights} not found")
+        target.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{WEIGHTS_NAME}.")
+        os.close(fd)
+        shutil.copyfile(weights, tmp)
+        os.replace(tmp, target / WEIGHTS_NAME)
+    _atomic_write_bytes(target / CONFIG_NAME, json.dumps(meta, indent=2, sort_keys=True).encode())
+    return target

@@ -33,7 +33,7 @@ from modalities.image.preview import save_grid, to_uint8
 from modalities.image.sources import ImageRef, expand_shards, folder_class_names, list_shard_members, open_image
 from modalities.image.subset import stratified_subset
 
-__all__ = ["EvalData", "EvalSettings", "EvalSelection", "select_eval_images", "decode_noise", "evaluate_checkpoint", "format_table"]
+__all__ = ["EvalData", "EvalSettings", "EvalSelection", "EvalImages", "select_eval_images", "decode_noise", "evaluate_checkpoint", "format_table"]
 
 log = logging.getLogger("difftok.image")
 
@@ -106,7 +106,7 @@ def select_eval_images(data: EvalData, num_images: int, seed: int) -> EvalSelect
     return EvalSelection([refs[i] for i in chosen], [labels[i] for i in chosen], source, location, len(refs), len(set(labels)))
 
 
-class _EvalImages(Dataset):
+class EvalImages(Dataset):
     """Center crops of the selected images; unreadable ones are flagged (``ok=False``), not replaced."""
 
     def __init__(self, refs: list[ImageRef], resolution: int) -> None:
@@ -200,7 +200,7 @@ def evaluate_checkpoint(settings: EvalSettings) -> dict[str, Any]:
     grid: list[list[Tensor]] = []
     arrays: dict[str, list[np.ndarray]] = {"original": [], **{f"steps_{n}": [] for n in steps}}
     unreadable = 0
-    loader = DataLoader(_EvalImages(selection.refs, settings.resolution), batch_size=settings.batch_size,
+    loader = DataLoader(EvalImages(selection.refs, settings.resolution), batch_size=settings.batch_size,
                         num_workers=settings.num_workers, shuffle=False)
     from tqdm import tqdm
 
