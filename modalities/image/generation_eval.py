@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from core.generation.pretrained import load_generator
 from core.generation.sampling import sample_latents
 from core.pretrained import from_pretrained
-from modalities.image.eval_suite import EvalData, _EvalImages, _resolve_device, decode_noise, select_eval_images
+from modalities.image.eval_suite import EvalData, EvalImages, _resolve_device, decode_noise, select_eval_images
 from modalities.image.preview import to_uint8, write_image_samples
 
 __all__ = ["GenerationEvalSettings", "evaluate_generator", "class_balanced_labels"]
@@ -65,7 +65,7 @@ def _reference_features(settings: GenerationEvalSettings, extractor: Any, device
     from modalities.image.fid import FeatureBank
 
     selection = select_eval_images(settings.reference, settings.num_reference, settings.seed)
-    loader = DataLoader(_EvalImages(selection.refs, settings.resolution), batch_size=settings.batch_size,
+    loader = DataLoader(EvalImages(selection.refs, settings.resolution), batch_size=settings.batch_size,
                         num_workers=settings.num_workers, shuffle=False)
     bank = FeatureBank()
     for batch in loader:
