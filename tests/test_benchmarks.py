@@ -22,3 +22,22 @@ def test_decode_throughput_smoke(tmp_path):
     assert rows["SD-VAE decoder"]["gflops_per_image"] == pytest.approx(155.1 / 4, rel=0.01)
     assert rows["SD-VAE decoder"]["params_M"] == pytest.approx(49.49, abs=0.01)
     assert rows["SSDD-S 1-step"]["params_M"] == pytest.approx(14.06, abs=0.01)
+
+
+def test_noise_sync_study_smoke(tmp_path, demo_dir):
+    """Both variants train a tokenizer and a DiT and get reconstruction and generation metrics."""
+    from benchmarks.noise_sync_study import main
+
+    out = tmp_path / "ns.json"
+    argv = ["--data-root", str(demo_dir), "--size", "32", "--crops-per-image", "2", "--tokenizer-steps", "2",
+            "--dit-steps", "2", "--batch", "4", "--sample-steps", "2", "--decode-steps", "1", "--num-images", "4",
+            "--eval-batch", "4", "--out", str(tmp_path / "study"), "--json", str(out)]
+    report = main(argv)
+    assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(report["rows"], default=str))
+    assert [r["variant"] for r in report["rows"]] == ["plain", "noise_sync"]
+    assert report["num_classes"] == 8 and report["train_crops"] == 16 and report["val_crops"] == 4
+    for row in report["rows"]:
+        assert row["psnr_mean_per_image"] > 0 and row["rfid"] >= 0 and row["gfid_cfg2"] >= 0
+        assert row["dit_final_fm_loss"] is not None
+    sync_config = json.loads((tmp_path / "study" / "tokenizer_noise_sync" / "export" / "config.json").read_text())
+    assert sync_config["autoencoder"]["noise_sync_p"] == 0.1
