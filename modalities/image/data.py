@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from modalities.image.demo import export_demo_dataset
-from modalities.image.sources import ImageRef, TarMember, expand_shards, list_shard_members, open_image
+from modalities.image.sources import LABEL_MODES, ImageRef, TarMember, assign_labels, expand_shards, list_shard_members, open_image
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageTransform", "ImageFolderDataset", "ImageDataModule", "list_images", "to_tensor"]
 
@@ -102,12 +102,17 @@ class ImageFolderDataset(Dataset):
         samples_per_epoch: virtual length (>= len(files)) so tiny folders still fill batches.
         cache: keep decoded images in memory (per process), for small datasets.
         seed: base seed of the crop/flip randomness.
+        labels: class index per file (returned as ``"cls"``); None: tar members' stored label, else 0.
     """
 
-    def __init__(self, files: list[ImageRef], transform: ImageTransform, samples_per_epoch: int = 0, cache: bool = False, seed: int = 0) -> None:
+    def __init__(self, files: list[ImageRef], transform: ImageTransform, samples_per_epoch: int = 0, cache: bool = False, seed: int = 0,
+                 labels: list[int] | None = None) -> None:
         if not files:
             raise ValueError("ImageFolderDataset needs at least one file")
+        if labels is not None and len(labels) != len(files):
+            raise ValueError(f"got {len(labels)} labels for {len(files)} files")
         self.files, self.transform = list(files), transform
+        self.labels = list(labels) if labels is not None else [int(getattr(f, "label", 0)) for f in self.files]
         self.length = max(len(self.files), samples_per_epoch)
         self.cache_enabled, self._cache = cache, {}
         self.seed = seed
@@ -131,12 +136,13 @@ class ImageFolderDataset(Dataset):
         self._draws += 1
         rng = random.Random(hash((self.seed, index, self._draws, torch.initial_seed())))
         for attempt in range(len(self.files)):
-            path = self.files[(index + attempt) % len(self.files)]
+            position = (index + attempt) % len(self.files)
+            path = self.files[position]
             if str(path) in self.skipped:
                 continue
             try:
                 image = self._load(path)
-                return {"x": self.transform(image, rng), "key": path.stem}
+                return {"x": self.transform(image, rng), "key": path.stem, "cls": self.labels[position]}
             except (OSError, ValueError, SyntaxError) as err:
                 self.skipped[str(path)] = f"{type(err).__name__}: {err}"
                 log.warning("skipping unreadable image %s (%s); %d skipped so far", path, err, len(self.skipped))
@@ -169,7 +175,9 @@ class ImageDataModule(L.LightningDataModule):
     before cropping, default ``size``), ``resize_max`` (train shorter side drawn in
     ``[resize, resize_max]``, SSDD's scale augmentation; 0 = fixed), ``eval_size``/``eval_resize``, ``samples_per_epoch``,
     ``cache`` (bool), ``verify`` (scan files at setup, default True), ``shuffle_buffer`` (shards,
-    default 1000).
+    default 1000), ``labels`` (the ``"cls"`` of folder items: ``folder`` (default; ImageNet-style class
+    folders -> sorted class index, flat folder -> 0), ``file`` (each file its own class) or ``none`` (all 0);
+    streamed shards yield their stored ``.cls``).
 
     With ``data.shards``, training streams the shards (resampled per rank and worker, epochs of
     ``samples_per_epoch`` images, default: the count in the shards' ``index.json``). Evaluation and
@@ -191,6 +199,11 @@ class ImageDataModule(L.LightningDataModule):
         self.cache = bool(options.get("cache", False))
         self.verify = bool(options.get("verify", True))
         self.shuffle_buffer = int(options.get("shuffle_buffer", 1000))
+        self.label_mode = str(options.get("labels", "folder"))
+        if self.label_mode not in LABEL_MODES:
+            raise ValueError(f"data.options.labels={self.label_mode!r}; choose one of {LABEL_MODES}")
+        self.labels: dict[str, int] = {}  # str(ref) -> class index
+        self.class_names: list[str] | None = None
         if self.resize < cfg.size or self.eval_resize < self.eval_size:
             raise ValueError(
                 f"data.options.resize={self.resize} / eval_resize={self.eval_resize} must be at least the crop sizes "
@@ -211,8 +224,10 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError("no image data given: set data.root=/path/to/images, data.shards=... or data.demo=true")
         if (root / "train").is_dir() and (root / "val").is_dir():
             train, val = list_images(root / "train"), list_images(root / "val")
+            self._assign_labels([(train, root / "train"), (val, root / "val")])
         else:
             files = list_images(root)
+            self._assign_labels([(files, root)])
             order = list(range(len(files)))
             random.Random(self.seed).shuffle(order)
             held = set(order[: cfg.holdout])
@@ -231,9 +246,12 @@ class ImageDataModule(L.LightningDataModule):
         root = self._data_root()
         holdout = int(self.cfg.holdout)
         if root is None:
-            return [], self._verified(list(list_shard_members(self.shard_urls[:1])[: max(holdout, 8)]))
+            members: list[ImageRef] = list(list_shard_members(self.shard_urls[:1])[: max(holdout, 8)])
+            self._assign_labels([(members, None)])
+            return [], self._verified(members)
         eval_root = root / "val" if (root / "val").is_dir() else root
         files: list[ImageRef] = list(list_images(eval_root))
+        self._assign_labels([(files, eval_root)])
         if holdout <= 0:
             return [], self._verified(files)
         # walk the full stratified order and keep the first `holdout` readable images
@@ -243,6 +261,16 @@ class ImageDataModule(L.LightningDataModule):
             if len(chosen) == holdout:
                 break
         return [], chosen
+
+    def _assign_labels(self, groups: list[tuple[list[ImageRef], Path | None]]) -> None:
+        """Class index of every listed reference (before unreadable files are dropped, so indices
+        match ``recipes.image.cache_latents`` on the same folder)."""
+        labels, self.class_names = assign_labels(groups, self.label_mode)
+        self.labels = {str(ref): label for (refs, _), group in zip(groups, labels) for ref, label in zip(refs, group)}
+
+    def labels_of(self, files: list[ImageRef]) -> list[int]:
+        """Class index of each reference (``data.options.labels``)."""
+        return [self.labels[str(ref)] for ref in files]
 
     def _verified(self, files: list[ImageRef]) -> list[ImageRef]:
         if not self.verify or not files:
@@ -277,12 +305,12 @@ class ImageDataModule(L.LightningDataModule):
             plan = plan_epoch(self.stream_epoch_samples(), self.batch_size, int(self.cfg.num_workers), world)
             return make_shard_stream(self.shard_urls, transform, plan, seed=self.seed, shuffle_buffer=self.shuffle_buffer, rank=rank)
         samples = max(self.samples_per_epoch, self.batch_size)  # tiny folders still fill a batch
-        return ImageFolderDataset(self.train_files, transform, samples, self.cache, self.seed)
+        return ImageFolderDataset(self.train_files, transform, samples, self.cache, self.seed, self.labels_of(self.train_files))
 
     def eval_dataset(self) -> ImageFolderDataset:
         """Held-out images (or the training images when nothing is held out), center-cropped."""
         files = self.val_files or self.train_files
-        return ImageFolderDataset(files, ImageTransform(self.eval_size, self.eval_resize, train=False))
+        return ImageFolderDataset(files, ImageTransform(self.eval_size, self.eval_resize, train=False), labels=self.labels_of(files))
 
     def train_dataloader(self) -> DataLoader:
         workers = int(self.cfg.num_workers)

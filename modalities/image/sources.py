@@ -31,6 +31,8 @@ __all__ = [
     "expand_shards",
     "list_shard_members",
     "folder_class_names",
+    "LABEL_MODES",
+    "assign_labels",
 ]
 
 # lower-case extensions (without dot) treated as the image of a shard sample
@@ -168,3 +170,56 @@ def folder_class_names(files: Sequence[Path], root: str | Path) -> list[str]:
         parts = Path(path).relative_to(root).parts
         names.append(parts[0] if len(parts) > 1 else "")
     return names
+
+
+LABEL_MODES = ("folder", "file", "none")
+
+
+def _reference_name(ref: ImageRef, root: Path | None) -> str:
+    if isinstance(ref, TarMember):
+        return ref.key
+    path = Path(ref)
+    return path.relative_to(root).with_suffix("").as_posix() if root is not None else path.stem
+
+
+def assign_labels(groups: Sequence[tuple[Sequence[ImageRef], Path | None]], mode: str = "folder") -> tuple[list[list[int]], list[str] | None]:
+    """Class labels for lists of image references that share one class mapping.
+
+    Each group is ``(refs, class_root)``. Modes:
+
+    - ``folder``: files get the index of their top-level sub-folder under ``class_root`` in the sorted
+      union of all groups' folder names (the mapping of ``make_shards``; a flat folder is class 0);
+      tar members keep their stored ``.cls`` label (names then unknown: None).
+    - ``file``: every reference is its own class, numbered in order (group after group); names are the
+      relative paths without suffix (tar members: their keys).
+    - ``none``: every reference is class 0.
+
+    Returns ``(labels per group, class names by index or None)``.
+    """
+    if mode not in LABEL_MODES:
+        raise ValueError(f"labels={mode!r}; choose one of {LABEL_MODES}")
+    if mode == "none":
+        return [[0] * len(refs) for refs, _ in groups], [""]
+    if mode == "file":
+        labels, names, offset = [], [], 0
+        for refs, root in groups:
+            labels.append(list(range(offset, offset + len(refs))))
+            names.extend(_reference_name(ref, root) for ref in refs)
+            offset += len(refs)
+        return labels, names
+    group_names: list[list[str] | None] = []  # None: tar members, which keep their stored labels
+    for refs, root in groups:
+        members = [isinstance(ref, TarMember) for ref in refs]
+        if refs and all(members):
+            group_names.append(None)
+        elif any(members):
+            raise ValueError("labels=folder cannot mix files and tar-shard members in one group")
+        elif refs and root is None:
+            raise ValueError("labels=folder needs the class root of the files")
+        else:
+            group_names.append(folder_class_names(refs, root) if refs else [])  # type: ignore[arg-type]
+    classes = sorted({name for names in group_names if names is not None for name in names})
+    lookup = {name: i for i, name in enumerate(classes)}
+    labels = [[lookup[n] for n in names] if names is not None else [ref.label for ref in refs]  # type: ignore[union-attr]
+              for (refs, _), names in zip(groups, group_names)]
+    return labels, (None if any(names is None for names in group_names) else classes or [""])

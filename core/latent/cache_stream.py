@@ -1,0 +1,185 @@
+"""Reading a latent cache: an infinite, resampled training stream and a small in-memory loader.
+
+Every DataLoader worker on every rank draws shards at random with replacement
+(``webdataset.ResampledShards`` seeded by (seed, rank, worker, epoch)), so ranks and workers read
+different shard sequences without split bookkeeping. A shuffle buffer mixes samples across shards.
+Each sample becomes ``{"z": (C, *S) float32, "label": int}``: the flipped-input latent with p = 0.5
+when the cache stores flips (``random_flip``), and ``mean + std·ε`` when it stores a posterior std
+(``sample_posterior``; KL latents). ``z`` stays in tokenizer space: normalise it with the index's
+``latent_shift``/``latent_scale``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from core.latent.cache_format import LatentCacheIndex, decode_array, read_latent_index
+
+__all__ = ["CachedLatents", "DecodeLatents", "LatentEpochPlan", "plan_latent_epoch", "make_latent_dataloader", "load_all_latents"]
+
+
+def _worker_id() -> int:
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    return info.id if info is not None else 0
+
+
+@dataclass(frozen=True)
+class _WorkerSeed:
+    """Picklable ``worker_seed`` for ``ResampledShards``: distinct per (rank, worker)."""
+
+    rank: int = 0
+
+    def __call__(self) -> int:
+        return self.rank * 1000 + _worker_id()
+
+
+def _shuffled(samples: Iterable[dict[str, Any]], buffer_size: int, rng: random.Random) -> Iterator[dict[str, Any]]:
+    """Shuffle buffer: once full, emit a random held sample for every new one."""
+    if buffer_size <= 1:
+        yield from samples
+        return
+    buffer: list[dict[str, Any]] = []
+    for sample in samples:
+        buffer.append(sample)
+        if len(buffer) < buffer_size:
+            continue
+        index = rng.randrange(len(buffer))
+        buffer[index], buffer[-1] = buffer[-1], buffer[index]
+        yield buffer.pop()
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+class DecodeLatents:
+    """webdataset stage: shuffle buffer, then ``.npy`` bytes -> ``{"z", "label"}`` with flip/posterior draws.
+
+    Args:
+        index: the cache's index (which members exist).
+        seed: base seed; each (rank, worker, epoch) gets its own shuffle, flip and noise stream.
+        shuffle_buffer: samples held for shuffling.
+        rank: global DDP rank.
+        sample_posterior: draw ``mean + std·ε`` when the cache stores a std.
+        random_flip: use the flipped-input latent with p = 0.5 when stored.
+    """
+
+    def __init__(self, index: LatentCacheIndex, seed: int = 0, shuffle_buffer: int = 1000, rank: int = 0,
+                 sample_posterior: bool = True, random_flip: bool = True) -> None:
+        self.has_std, self.has_flip = index.has_std, index.has_flip
+        self.seed, self.shuffle_buffer, self.rank = seed, shuffle_buffer, rank
+        self.sample_posterior, self.random_flip = sample_posterior, random_flip
+        self.epoch = -1  # lives in each worker's copy; advances per epoch with persistent workers
+
+    def __call__(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        self.epoch += 1
+        rng = random.Random(f"{self.seed}:{self.rank}:{_worker_id()}:{self.epoch}")  # str seeds hash deterministically
+        noise = torch.Generator().manual_seed(rng.getrandbits(63))
+        for sample in _shuffled(samples, self.shuffle_buffer, rng):
+            yield self.decode(sample, rng, noise)
+
+    def decode(self, sample: dict[str, Any], rng: random.Random, noise: torch.Generator) -> dict[str, Any]:
+        """One stored sample -> ``{"z": (C, *S) float32, "label": int}``."""
+        suffix = "_flip" if self.has_flip and self.random_flip and rng.random() < 0.5 else ""
+        z = torch.from_numpy(decode_array(sample[f"mean{suffix}.npy"])).float()
+        if self.has_std and self.sample_posterior:
+            std = torch.from_numpy(decode_array(sample[f"std{suffix}.npy"])).float()
+            z = z + std * torch.randn(z.shape, generator=noise)
+        label = sample["cls"]
+        return {"z": z, "label": int(label.decode() if isinstance(label, bytes) else label)}
+
+
+@dataclass(frozen=True)
+class LatentEpochPlan:
+    """Per-rank epoch length of the infinite stream (Lightning needs finite epochs)."""
+
+    samples_per_worker: int
+    batches_per_rank: int
+    samples_per_rank: int
+
+
+def plan_latent_epoch(samples_per_epoch: int, batch_size: int, num_workers: int, world_size: int) -> LatentEpochPlan:
+    """Split a GLOBAL epoch of ``samples_per_epoch`` into whole batches per worker (rounded up)."""
+    workers = max(1, num_workers)
+    batches_per_worker = max(1, math.ceil(samples_per_epoch / (world_size * workers * batch_size)))
+    per_worker = batches_per_worker * batch_size
+    return LatentEpochPlan(per_worker, batches_per_worker * workers, per_worker * workers)
+
+
+def make_latent_dataloader(
+    path: str | Path, batch_size: int, *, seed: int = 0, num_workers: int = 0, rank: int = 0, world_size: int = 1,
+    shuffle_buffer: int = 1000, sample_posterior: bool = True, random_flip: bool = True,
+) -> DataLoader:
+    """Infinite resampled stream of ``{"z": (B, C, *S) float32, "label": (B,) long}`` batches.
+
+    One epoch is ``index.count`` samples over all ranks (rounded up to whole batches per worker), so
+    ``len(loader)`` is this rank's batches per epoch. ``batch_size`` is per rank.
+    """
+    import webdataset as wds
+
+    index = read_latent_index(path)
+    if not index.shards or index.count == 0:
+        raise ValueError(f"latent cache {path} has no complete shard with samples; finish the caching run first")
+    if batch_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need batch_size >= 1 and 0 <= rank < world_size, got {batch_size}, {rank}, {world_size}")
+    plan = plan_latent_epoch(index.count, batch_size, num_workers, world_size)
+    pipeline = wds.DataPipeline(
+        # deterministic: the shard sequence is a function of (seed, rank, worker, epoch) only
+        wds.ResampledShards(index.shard_paths(), seed=seed, worker_seed=_WorkerSeed(rank), deterministic=True),
+        wds.tarfile_to_samples(),
+        DecodeLatents(index, seed, shuffle_buffer, rank, sample_posterior, random_flip),
+    )
+    dataset = pipeline.with_epoch(plan.samples_per_worker).with_length(plan.samples_per_rank, silent=True)
+    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0,
+                      pin_memory=torch.cuda.is_available())
+
+
+@dataclass
+class CachedLatents:
+    """A whole (small) cache in memory, in storage order. Tensors are float32, ``(N, C, *S)``."""
+
+    keys: list[str]
+    labels: Tensor  # (N,) long
+    mean: Tensor
+    std: Tensor | None
+    mean_flip: Tensor | None
+    std_flip: Tensor | None
+    index: LatentCacheIndex
+
+
+def load_all_latents(path: str | Path) -> CachedLatents:
+    """Read every sample of every complete shard (for small caches and tests)."""
+    index = read_latent_index(path)
+    keys: list[str] = []
+    labels: list[int] = []
+    arrays: dict[str, list[Tensor]] = {name: [] for name in index.members}
+    for shard in index.shard_paths():
+        samples: dict[str, dict[str, bytes]] = {}
+        with tarfile.open(shard, mode="r:") as tar:
+            for info in tar:
+                key, _, extension = info.name.partition(".")
+                handle = tar.extractfile(info)
+                samples.setdefault(key, {})[extension] = handle.read() if handle is not None else b""
+        for key, members in samples.items():  # dicts keep the tar order
+            keys.append(key)
+            labels.append(int(members["cls"].decode()))
+            for name in index.members:
+                arrays[name].append(torch.from_numpy(decode_array(members[name])).float())
+
+    def stacked(name: str) -> Tensor | None:
+        if name not in arrays:
+            return None
+        return torch.stack(arrays[name]) if arrays[name] else torch.empty(0, *index.latent_shape)
+
+    return CachedLatents(keys, torch.tensor(labels, dtype=torch.long), stacked("mean.npy"), stacked("std.npy"),
+                         stacked("mean_flip.npy"), stacked("std_flip.npy"), index)
