@@ -100,3 +100,58 @@ def test_decoded_samples_have_the_data_shape_and_range(tiny_tokenizer):
     assert torch.isfinite(images).all() and images.min() >= -1 and images.max() <= 1
     again = decode_samples(generator, tokenizer, torch.tensor([0, 4, 2]), GeneratorSampleConfig(steps=3, decode_steps=2))
     torch.testing.assert_close(images, again)
+
+
+def test_center_train_crop_option_keeps_the_center_and_flips(demo_dir):
+    from types import SimpleNamespace
+
+    from modalities.image.data import ImageDataModule
+
+    def dataset(crop: str):
+        cfg = SimpleNamespace(root=str(demo_dir), shards=None, demo=False, size=32, batch_size=2, num_workers=0, holdout=0,
+                              options={"resize": 48, "train_crop": crop, "labels": "file", "verify": False})
+        return ImageDataModule(cfg, seed=0).train_dataset()
+
+    center = dataset("center")
+    views = {tuple(center[0]["x"][:, :2, :2].flatten().tolist()) for _ in range(12)}
+    assert len(views) == 2  # only the center crop, flipped or not
+    randomly = dataset("random")
+    random_views = {tuple(randomly[0]["x"][:, :2, :2].flatten().tolist()) for _ in range(12)}
+    assert len(random_views) > 2
+    with pytest.raises(ValueError, match="train_crop"):
+        dataset("middle")
+
+
+def test_cache_then_train_round_trip(tmp_path, tiny_tokenizer, demo_dir, one_thread):
+    """Latents cached by the command train the generator: the batches it sees are the cached
+    latents, and a short run on them lowers the flow-matching loss."""
+    from core.latent.cache import load_all_latents
+    from core.training.generator_module import batch_latents
+    from recipes.image.cache_latents import main as cache_main
+
+    cache = tmp_path / "latents"
+    cache_main([f"tokenizer={tiny_tokenizer}", f"data.root={demo_dir / 'train'}", "labels=file", "size=32",
+                f"out={cache}", "batch_size=4", "num_workers=0", "samples_per_shard=3", "flip=true"])
+    cached = load_all_latents(cache)
+    assert cached.mean.shape == (8, 4, 8, 8) and sorted(set(cached.labels.tolist())) == list(range(8))
+
+    cfg = tiny_run(tmp_path, tiny_tokenizer, latents=str(cache))
+    cfg.trainer.max_steps = 40
+    cfg.optim.lr = 3e-3
+    cfg.data.batch_size = 8
+    result = train_generator(cfg)
+    assert result.global_step == 40 and load_generator(result.export_dir).config.num_classes == 8
+
+    # the training batches are cached latents (either flip) with their labels
+    batch = next(iter(result.datamodule.train_dataloader()))
+    z, labels = batch_latents(batch, tokenizer=None)
+    table = {(int(lbl), m.numpy().tobytes()) for lbl, m in zip(cached.labels, cached.mean)}
+    table |= {(int(lbl), m.numpy().tobytes()) for lbl, m in zip(cached.labels, cached.mean_flip)}
+    assert all((int(lbl), zi.numpy().tobytes()) in table for lbl, zi in zip(labels, z))
+
+    import csv
+
+    rows = [float(r["train/fm"]) for f in sorted(result.output_dir.glob("logs/csv/version_*/metrics.csv"))
+            for r in csv.DictReader(f.open()) if r.get("train/fm")]
+    first, last = sum(rows[:5]) / 5, sum(rows[-5:]) / 5
+    assert last < 0.8 * first, (first, last)

@@ -61,6 +61,7 @@ class ImageTransform:
     resize: int
     train: bool = True
     resize_max: int = 0
+    random_crop: bool = True  # training crop position; False: center crop + flip (DiTo's latent-DiT data)
 
     def target_side(self, rng: random.Random) -> int:
         """Shorter-side length for one sample."""
@@ -73,7 +74,7 @@ class ImageTransform:
         w, h = image.size
         if w < self.size or h < self.size:
             raise ValueError(f"image {w}x{h} is smaller than the crop {self.size} after resizing to {self.resize}")
-        if self.train:
+        if self.train and self.random_crop:
             left, top = rng.randint(0, w - self.size), rng.randint(0, h - self.size)
         else:
             left, top = (w - self.size) // 2, (h - self.size) // 2
@@ -177,7 +178,8 @@ class ImageDataModule(L.LightningDataModule):
     ``cache`` (bool), ``verify`` (scan files at setup, default True), ``shuffle_buffer`` (shards,
     default 1000), ``labels`` (the ``"cls"`` of folder items: ``folder`` (default; ImageNet-style class
     folders -> sorted class index, flat folder -> 0), ``file`` (each file its own class) or ``none`` (all 0);
-    streamed shards yield their stored ``.cls``).
+    streamed shards yield their stored ``.cls``), ``train_crop`` (``random`` (default) or ``center``:
+    DiTo's latent-DiT data is shorter side + center crop + flip).
 
     With ``data.shards``, training streams the shards (resampled per rank and worker, epochs of
     ``samples_per_epoch`` images, default: the count in the shards' ``index.json``). Evaluation and
@@ -200,6 +202,9 @@ class ImageDataModule(L.LightningDataModule):
         self.verify = bool(options.get("verify", True))
         self.shuffle_buffer = int(options.get("shuffle_buffer", 1000))
         self.label_mode = str(options.get("labels", "folder"))
+        self.train_crop = str(options.get("train_crop", "random"))
+        if self.train_crop not in ("random", "center"):
+            raise ValueError(f"data.options.train_crop={self.train_crop!r}: use 'random' or 'center'")
         if self.label_mode not in LABEL_MODES:
             raise ValueError(f"data.options.labels={self.label_mode!r}; choose one of {LABEL_MODES}")
         self.labels: dict[str, int] = {}  # str(ref) -> class index
@@ -297,7 +302,8 @@ class ImageDataModule(L.LightningDataModule):
 
     def train_dataset(self) -> Any:
         """Map-style folder dataset, or the infinite shard stream (``IterableDataset``) with ``data.shards``."""
-        transform = ImageTransform(self.cfg.size, self.resize, train=True, resize_max=self.resize_max)
+        transform = ImageTransform(self.cfg.size, self.resize, train=True, resize_max=self.resize_max,
+                                   random_crop=self.train_crop == "random")
         if self.shard_urls:
             from modalities.image.stream import make_shard_stream, plan_epoch
 
