@@ -101,7 +101,8 @@ def _train_dit(args: argparse.Namespace, variant: str, tokenizer: Path, crops: P
         optim=OptimConfig(name="adamw", lr=args.dit_lr, weight_decay=0.0),
         ema=EMAConfig(enabled=True, decay=args.dit_ema, warmup=False),
         trainer=TrainerConfig(
-            max_steps=args.dit_steps, accelerator="auto" if args.device == "cuda" else "cpu", log_every_n_steps=25,
+            max_steps=args.dit_steps, accelerator="auto" if args.device == "cuda" else "cpu",
+            log_every_n_steps=max(1, min(25, args.dit_steps // 4)),
             checkpoint_every_n_steps=max(args.dit_steps, 1), preview_every_n_steps=0, progress_bar=args.progress,
         ),
         sample=GeneratorSampleConfig(count=min(16, 2 * num_classes), decode_steps=args.decode_steps),
