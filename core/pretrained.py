@@ -20,6 +20,7 @@ from torch import nn
 
 from core.autoencoder import DiffusionAutoencoder
 from core.builder import AutoencoderConfig, build_autoencoder, config_from_dict
+from core.fileio import atomic_write_bytes
 from core.latent.stats import LatentStats
 
 __all__ = [
@@ -61,15 +62,6 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], *, 
     model.load_state_dict(state, strict=True)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def save_pretrained(model: DiffusionAutoencoder, directory: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (atomically) to ``directory``."""
     if not isinstance(model.config, AutoencoderConfig):
@@ -104,7 +96,7 @@ def write_weights_and_config(directory: str | os.PathLike[str], state: dict[str,
     os.close(fd)
     save_file(tensors, tmp, metadata={"format": "pt", "difftok_format_version": str(FORMAT_VERSION)})
     os.replace(tmp, out / WEIGHTS_NAME)
-    _atomic_write_bytes(out / CONFIG_NAME, json.dumps(meta, indent=2, sort_keys=True).encode())
+    atomic_write_bytes(out / CONFIG_NAME, json.dumps(meta, indent=2, sort_keys=True).encode())
     return out
 
 
@@ -192,5 +184,5 @@ def write_latent_stats(
         os.close(fd)
         shutil.copyfile(weights, tmp)
         os.replace(tmp, target / WEIGHTS_NAME)
-    _atomic_write_bytes(target / CONFIG_NAME, json.dumps(meta, indent=2, sort_keys=True).encode())
+    atomic_write_bytes(target / CONFIG_NAME, json.dumps(meta, indent=2, sort_keys=True).encode())
     return target

@@ -20,7 +20,6 @@ import io
 import json
 import os
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +30,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from core.fileio import atomic_write_text
 from core.latent.cache_format import (
-    INDEX_FORMAT, INDEX_NAME, SHARD_PATTERN, STORAGE_DTYPES, LatentCacheIndex, LatentShard, encode_array, member_names,
+    INDEX_FORMAT,
+    INDEX_NAME,
+    SHARD_PATTERN,
+    STORAGE_DTYPES,
+    LatentCacheIndex,
+    LatentShard,
+    encode_array,
+    member_names,
     read_latent_index,
 )
 from core.latent.cache_stream import CachedLatents, load_all_latents, make_latent_dataloader
@@ -111,16 +118,6 @@ class LatentCacheResult:
     complete: bool
     elapsed_s: float
     index: LatentCacheIndex | None = None
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; the index is meant to be shared
-    os.replace(tmp, path)
 
 
 class _ShardFile:
@@ -246,7 +243,7 @@ class LatentCacheWriter:
             shards=[{"name": s.name, "start": s.start, "end": s.end, "count": s.count} for s in self.shards],
             pattern=f"latents-{{000000..{len(self.shards) - 1:06d}}}.tar" if self.shards else None,
         )
-        _atomic_write_text(self.out / INDEX_NAME, json.dumps(self.index, indent=1))
+        atomic_write_text(self.out / INDEX_NAME, json.dumps(self.index, indent=1))
 
     # ------------------------------------------------------------------------------ writing
     def _check_layout(self, batch: LatentBatch) -> None:

@@ -11,7 +11,6 @@ when the cache stores flips (``random_flip``), and ``mean + std·ε`` when it st
 
 from __future__ import annotations
 
-import math
 import random
 import tarfile
 from collections.abc import Iterable, Iterator
@@ -24,42 +23,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from core.latent.cache_format import LatentCacheIndex, decode_array, read_latent_index
+from core.streaming import WorkerSeed, plan_epoch, shuffled, worker_id
 
-__all__ = ["CachedLatents", "DecodeLatents", "LatentEpochPlan", "plan_latent_epoch", "make_latent_dataloader", "load_all_latents"]
-
-
-def _worker_id() -> int:
-    from torch.utils.data import get_worker_info
-
-    info = get_worker_info()
-    return info.id if info is not None else 0
-
-
-@dataclass(frozen=True)
-class _WorkerSeed:
-    """Picklable ``worker_seed`` for ``ResampledShards``: distinct per (rank, worker)."""
-
-    rank: int = 0
-
-    def __call__(self) -> int:
-        return self.rank * 1000 + _worker_id()
-
-
-def _shuffled(samples: Iterable[dict[str, Any]], buffer_size: int, rng: random.Random) -> Iterator[dict[str, Any]]:
-    """Shuffle buffer: once full, emit a random held sample for every new one."""
-    if buffer_size <= 1:
-        yield from samples
-        return
-    buffer: list[dict[str, Any]] = []
-    for sample in samples:
-        buffer.append(sample)
-        if len(buffer) < buffer_size:
-            continue
-        index = rng.randrange(len(buffer))
-        buffer[index], buffer[-1] = buffer[-1], buffer[index]
-        yield buffer.pop()
-    rng.shuffle(buffer)
-    yield from buffer
+__all__ = ["CachedLatents", "DecodeLatents", "make_latent_dataloader", "load_all_latents"]
 
 
 class DecodeLatents:
@@ -83,9 +49,9 @@ class DecodeLatents:
 
     def __call__(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         self.epoch += 1
-        rng = random.Random(f"{self.seed}:{self.rank}:{_worker_id()}:{self.epoch}")  # str seeds hash deterministically
+        rng = random.Random(f"{self.seed}:{self.rank}:{worker_id()}:{self.epoch}")  # str seeds hash deterministically
         noise = torch.Generator().manual_seed(rng.getrandbits(63))
-        for sample in _shuffled(samples, self.shuffle_buffer, rng):
+        for sample in shuffled(samples, self.shuffle_buffer, rng):
             yield self.decode(sample, rng, noise)
 
     def decode(self, sample: dict[str, Any], rng: random.Random, noise: torch.Generator) -> dict[str, Any]:
@@ -97,23 +63,6 @@ class DecodeLatents:
             z = z + std * torch.randn(z.shape, generator=noise)
         label = sample["cls"]
         return {"z": z, "label": int(label.decode() if isinstance(label, bytes) else label)}
-
-
-@dataclass(frozen=True)
-class LatentEpochPlan:
-    """Per-rank epoch length of the infinite stream (Lightning needs finite epochs)."""
-
-    samples_per_worker: int
-    batches_per_rank: int
-    samples_per_rank: int
-
-
-def plan_latent_epoch(samples_per_epoch: int, batch_size: int, num_workers: int, world_size: int) -> LatentEpochPlan:
-    """Split a GLOBAL epoch of ``samples_per_epoch`` into whole batches per worker (rounded up)."""
-    workers = max(1, num_workers)
-    batches_per_worker = max(1, math.ceil(samples_per_epoch / (world_size * workers * batch_size)))
-    per_worker = batches_per_worker * batch_size
-    return LatentEpochPlan(per_worker, batches_per_worker * workers, per_worker * workers)
 
 
 def make_latent_dataloader(
@@ -132,10 +81,10 @@ def make_latent_dataloader(
         raise ValueError(f"latent cache {path} has no complete shard with samples; finish the caching run first")
     if batch_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"need batch_size >= 1 and 0 <= rank < world_size, got {batch_size}, {rank}, {world_size}")
-    plan = plan_latent_epoch(index.count, batch_size, num_workers, world_size)
+    plan = plan_epoch(index.count, batch_size, num_workers, world_size)
     pipeline = wds.DataPipeline(
         # deterministic: the shard sequence is a function of (seed, rank, worker, epoch) only
-        wds.ResampledShards(index.shard_paths(), seed=seed, worker_seed=_WorkerSeed(rank), deterministic=True),
+        wds.ResampledShards(index.shard_paths(), seed=seed, worker_seed=WorkerSeed(rank), deterministic=True),
         wds.tarfile_to_samples(),
         DecodeLatents(index, seed, shuffle_buffer, rank, sample_posterior, random_flip),
     )

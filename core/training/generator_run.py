@@ -7,7 +7,6 @@ Writes, under ``cfg.output_dir``: ``checkpoints/`` (exact resume), ``export/`` (
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import replace
@@ -27,7 +26,7 @@ from core.modality import get_modality
 from core.pretrained import from_pretrained
 from core.training.generator_config import GeneratorExperimentConfig, GeneratorSampleConfig
 from core.training.generator_module import GeneratorModule
-from core.training.run import TrainResult, build_trainer, per_device_batch_size, resolve_resume, standard_callbacks
+from core.training.run import TrainResult, build_trainer, finish_run, per_device_batch_size, resolve_resume, standard_callbacks
 
 __all__ = ["train_generator", "to_generator_config", "resolve_generator_config", "decode_samples"]
 
@@ -147,12 +146,4 @@ def train_generator(cfg: GeneratorExperimentConfig | DictConfig | dict, *, callb
             labels = torch.arange(cfg.sample.count) % max(1, cfg.generator.num_classes)
             samples = decode_samples(exported.eval(), tokenizer, labels, cfg.sample)
             previews.append(modality.write_samples(samples, out / "samples" / f"step_{trainer.global_step:07d}{modality.preview_suffix}"))
-        (out / "train_summary.json").write_text(json.dumps(
-            {"global_step": trainer.global_step, "wall_time_s": round(time.perf_counter() - start, 2), "name": cfg.name}, indent=2
-        ))
-    metrics_csv = Path(csv_logger.log_dir) / "metrics.csv"
-    return TrainResult(
-        output_dir=out, export_dir=export_dir, checkpoint_dir=ckpt_dir,
-        metrics_csv=metrics_csv if metrics_csv.exists() else None, global_step=trainer.global_step,
-        wall_time_s=time.perf_counter() - start, previews=previews, module=module, datamodule=datamodule,
-    )
+    return finish_run(trainer, csv_logger, out, start, cfg.name, previews=previews, module=module, datamodule=datamodule)

@@ -30,7 +30,7 @@ from core.training.module import TokenizerModule
 
 __all__ = [
     "TrainResult", "train", "to_experiment_config", "resolve_precision", "per_device_batch_size", "build_trainer",
-    "standard_callbacks", "resolve_resume",
+    "standard_callbacks", "resolve_resume", "finish_run",
 ]
 
 log = logging.getLogger("difftok")
@@ -141,15 +141,21 @@ def train(cfg: ExperimentConfig | DictConfig | dict, *, callbacks: list[L.Callba
         save_pretrained(exported, export_dir, extra={"global_step": trainer.global_step, "experiment": cfg.name})
         if preview is not None and not preview.written:
             preview.write(module, trainer.global_step)
+    return finish_run(trainer, csv_logger, out, start, cfg.name, previews=list(preview.written) if preview else [],
+                      module=module, datamodule=datamodule)
+
+
+def finish_run(trainer: L.Trainer, csv_logger: CSVLogger, out: Path, start: float, name: str, **result: Any) -> TrainResult:
+    """Write ``train_summary.json`` (rank 0) and describe the run's outputs."""
+    if trainer.is_global_zero:
         (out / "train_summary.json").write_text(json.dumps(
-            {"global_step": trainer.global_step, "wall_time_s": round(time.perf_counter() - start, 2), "name": cfg.name}, indent=2
+            {"global_step": trainer.global_step, "wall_time_s": round(time.perf_counter() - start, 2), "name": name}, indent=2
         ))
     metrics_csv = Path(csv_logger.log_dir) / "metrics.csv"
     return TrainResult(
-        output_dir=out, export_dir=export_dir, checkpoint_dir=ckpt_dir,
+        output_dir=out, export_dir=out / "export", checkpoint_dir=out / "checkpoints",
         metrics_csv=metrics_csv if metrics_csv.exists() else None, global_step=trainer.global_step,
-        wall_time_s=time.perf_counter() - start, previews=list(preview.written) if preview else [],
-        module=module, datamodule=datamodule,
+        wall_time_s=time.perf_counter() - start, **result,
     )
 
 

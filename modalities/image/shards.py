@@ -21,7 +21,6 @@ import os
 import random
 import re
 import tarfile
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from typing import Any
 
 from PIL import Image
 
+from core.fileio import atomic_write_text
 from modalities.image.data import list_images
 from modalities.image.sources import folder_class_names
 
@@ -106,15 +106,6 @@ def _sample_key(position: int, relative: str) -> str:
     """Unique, dot-free webdataset key that still names the source file."""
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", relative.rsplit(".", 1)[0])[-80:]
     return f"{position:08d}_{stem}"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def read_shard_index(out_dir: str | Path) -> dict[str, Any] | None:
@@ -226,7 +217,7 @@ def convert_folder_to_shards(
     def flush(writer: _ShardWriter, end: int) -> None:
         records.append(writer.close(end))
         index["skipped_examples"] = dict(list(skipped.items())[:100])  # kept across resumes
-        _atomic_write_text(out / INDEX_NAME, json.dumps(index, indent=1))
+        atomic_write_text(out / INDEX_NAME, json.dumps(index, indent=1))
 
     from tqdm import tqdm
 
@@ -281,7 +272,7 @@ def convert_folder_to_shards(
         class_counts={classes[c]: counts.get(c, 0) for c in range(len(classes))},
         pattern=f"shard-{{000000..{len(records) - 1:06d}}}.tar" if records else None,
     )
-    _atomic_write_text(out / INDEX_NAME, json.dumps(index, indent=1))
+    atomic_write_text(out / INDEX_NAME, json.dumps(index, indent=1))
     return ShardConversion(
         out_dir=out, shards=[out / r["name"] for r in records], num_samples=index["num_samples"], num_skipped=index["num_skipped"],
         classes=classes, resumed_shards=resumed, elapsed_s=time.perf_counter() - start_time, skipped=dict(list(skipped.items())[:100]),

@@ -13,60 +13,19 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import random
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
+from core.streaming import EpochPlan, WorkerSeed, plan_epoch, shuffled, worker_id
 from modalities.image.data import ImageTransform
 from modalities.image.sources import SHARD_IMAGE_EXTENSIONS
 
 __all__ = ["DecodeAndAugment", "EpochPlan", "WorkerSeed", "plan_epoch", "make_shard_stream"]
 
 log = logging.getLogger("difftok.image")
-
-
-def _worker_id() -> int:
-    """DataLoader worker index of the calling process (0 in the main process)."""
-    from torch.utils.data import get_worker_info
-
-    info = get_worker_info()
-    return info.id if info is not None else 0
-
-
-@dataclass(frozen=True)
-class WorkerSeed:
-    """Picklable ``worker_seed`` for ``ResampledShards``: distinct per (rank, worker).
-
-    The rank is passed in from the trainer rather than read inside the worker, so it is right whatever
-    the worker start method or launcher."""
-
-    rank: int = 0
-
-    def __call__(self) -> int:
-        return self.rank * 1000 + _worker_id()
-
-
-def _shuffled(samples: Iterable[dict[str, Any]], buffer_size: int, rng: random.Random, initial: int = 100) -> Iterator[dict[str, Any]]:
-    """Shuffle buffer: emit a random buffered sample per new one once ``initial`` are held, growing the
-    buffer to ``buffer_size`` by emitting only every other step meanwhile (fast start, full mixing later)."""
-    if buffer_size <= 1:
-        yield from samples
-        return
-    initial = min(initial, buffer_size)
-    buffer: list[dict[str, Any]] = []
-    for step, sample in enumerate(samples):
-        buffer.append(sample)
-        if len(buffer) < initial or (len(buffer) < buffer_size and step % 2):
-            continue
-        index = rng.randrange(len(buffer))
-        buffer[index], buffer[-1] = buffer[-1], buffer[index]
-        yield buffer.pop()
-    rng.shuffle(buffer)
-    yield from buffer
 
 
 class DecodeAndAugment:
@@ -86,8 +45,8 @@ class DecodeAndAugment:
 
     def __call__(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         self.epoch += 1
-        rng = random.Random(f"{self.seed}:{self.rank}:{_worker_id()}:{self.epoch}")  # str seeds hash deterministically
-        for sample in _shuffled(samples, self.shuffle_buffer, rng):
+        rng = random.Random(f"{self.seed}:{self.rank}:{worker_id()}:{self.epoch}")  # str seeds hash deterministically
+        for sample in shuffled(samples, self.shuffle_buffer, rng):
             item = self._decode(sample, rng)
             if item is not None:
                 yield item
@@ -108,23 +67,6 @@ class DecodeAndAugment:
                 log.warning("skipping unreadable shard sample %s from %s (%s); %d skipped in this worker",
                             key, sample.get("__url__", "?"), err, self.skipped)
             return None
-
-
-@dataclass(frozen=True)
-class EpochPlan:
-    """Per-rank epoch length of an infinite stream (Lightning needs finite epochs)."""
-
-    samples_per_worker: int
-    batches_per_rank: int
-    samples_per_rank: int
-
-
-def plan_epoch(samples_per_epoch: int, batch_size: int, num_workers: int, world_size: int) -> EpochPlan:
-    """Split a GLOBAL epoch of ``samples_per_epoch`` into whole batches per worker (rounded up)."""
-    workers = max(1, num_workers)
-    batches_per_worker = max(1, math.ceil(samples_per_epoch / (world_size * workers * batch_size)))
-    per_worker = batches_per_worker * batch_size
-    return EpochPlan(per_worker, batches_per_worker * workers, per_worker * workers)
 
 
 def make_shard_stream(
