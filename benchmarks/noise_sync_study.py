@@ -7,13 +7,17 @@ latent DiT; the script reports reconstruction (PSNR, SSIM, rFID on held-out crop
 
     python -m benchmarks.noise_sync_study                                   # CPU: bundled photographs
     python -m benchmarks.noise_sync_study --tokenizer-plain A/export --tokenizer-sync B/export
-    python -m benchmarks.noise_sync_study --data-root /data/imagenet --size 256 --tokenizer-recipe recipes.image.dito_b \\
-        --tokenizer-steps 300000 --dit-size xl --dit-steps 400000 --batch 256 --num-images 50000 --device cuda
+    python -m benchmarks.noise_sync_study --data-root /data/imagenet --size 256 --crops-per-image 0 \\
+        --tokenizer-plain dito_xl/export --tokenizer-sync dito_xl_noise_sync/export --dit-size xl --dit-steps 400000 \\
+        --dit-lr 1e-4 --dit-ema 0.9999 --batch 256 --workers 8 --num-images 50000 --num-reference 50000 \\
+        --num-recon 5000 --device cuda
 
 Data: ``--data-root`` is a folder with ``train/`` and ``val/`` (ImageNet-style class folders or flat);
-default: the photographs bundled with scikit-image (8 train, 2 held out). The script cuts a fixed
-set of ``--size`` crops from them (classes = source class folder, or the photograph for flat
-folders): training crops for the DiT and as the gFID reference, held-out crops for reconstruction.
+default: the photographs bundled with scikit-image (8 train, 2 held out). For small data the script
+cuts a fixed set of ``--size`` crops from them (classes = source class folder, or the photograph for
+flat folders): training crops for the DiT and as the gFID reference, held-out crops for
+reconstruction. ``--crops-per-image 0`` uses the images as they are (DiTo's protocol: shorter side +
+center crop; one GPU — multi-GPU runs use the ``latent_dit_*`` recipes).
 Tokenizers are trained with ``--tokenizer-recipe`` (default: the reduced-width DiTo of
 ``recipes.image.dito_cpu_evidence``) unless given. Prints a table, writes JSON (default
 ``benchmarks/results/noise_sync_study_<device>.json``) and everything else under ``--out``.
@@ -76,9 +80,10 @@ def _train_tokenizer(args: argparse.Namespace, variant: str, out: Path) -> Path:
     cfg.name = f"tokenizer_{variant}"
     cfg.output_dir = str(out / cfg.name)
     cfg.model.noise_sync_p = VARIANTS[variant]
+    resize = 2 * args.size if args.crops_per_image > 0 else args.size  # crops mode: the crops' own scale
     cfg.data = DataConfig(
         root=args.data_root, demo=args.data_root is None, size=args.size, batch_size=args.batch, num_workers=args.workers,
-        options={"resize": 2 * args.size, "eval_size": args.size, "eval_resize": 2 * args.size, "cache": args.data_root is None},
+        options={"resize": resize, "eval_size": args.size, "eval_resize": resize, "cache": args.data_root is None},
     )
     cfg.trainer.max_steps = args.tokenizer_steps
     cfg.trainer.accelerator = "auto" if args.device == "cuda" else "cpu"
@@ -97,7 +102,7 @@ def _train_dit(args: argparse.Namespace, variant: str, tokenizer: Path, crops: P
             label_drop_prob=0.1, sample_steps=args.sample_steps, cfg_scale=args.cfg_scale,
         ),
         data=DataConfig(root=str(crops), size=args.size, batch_size=args.batch, num_workers=args.workers,
-                        options={"resize": args.size, "train_crop": "center", "labels": "folder", "cache": True}),
+                        options={"resize": args.size, "train_crop": "center", "labels": "folder", "cache": args.crops_per_image > 0}),
         optim=OptimConfig(name="adamw", lr=args.dit_lr, weight_decay=0.0),
         ema=EMAConfig(enabled=True, decay=args.dit_ema, warmup=False),
         trainer=TrainerConfig(
@@ -124,7 +129,7 @@ def run_variant(args: argparse.Namespace, variant: str, crops_train: Path, crops
     given = getattr(args, f"tokenizer_{'plain' if variant == 'plain' else 'sync'}")
     tokenizer = Path(given) if given else _train_tokenizer(args, variant, out)
     recon = evaluate_checkpoint(EvalSettings(
-        checkpoint=str(tokenizer), data=EvalData(root=str(crops_val)), num_images=0, resolution=args.size,
+        checkpoint=str(tokenizer), data=EvalData(root=str(crops_val)), num_images=args.num_recon, resolution=args.size,
         steps=[args.decode_steps], batch_size=args.eval_batch, seed=args.seed, out=str(out / f"recon_{variant}"),
         device=args.device, num_workers=0, progress=args.progress,
     ))
@@ -135,7 +140,7 @@ def run_variant(args: argparse.Namespace, variant: str, crops_train: Path, crops
     row["dit_final_fm_loss"] = _final_loss(dit.parent)
     for scale in args.gfid_cfg:
         report = evaluate_generator(GenerationEvalSettings(
-            generator=str(dit), reference=EvalData(root=str(crops_train)), num_reference=0, num_images=args.num_images,
+            generator=str(dit), reference=EvalData(root=str(crops_train)), num_reference=args.num_reference, num_images=args.num_images,
             resolution=args.size, steps=args.sample_steps, cfg_scale=scale, decode_steps=args.decode_steps,
             batch_size=args.eval_batch, seed=args.seed, out=str(out / f"gen_{variant}_cfg{scale:g}"), device=args.device,
             num_workers=0, progress=args.progress,
@@ -162,7 +167,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default=None, help="folder with train/ and val/ (default: bundled photographs)")
     p.add_argument("--size", type=int, default=64, help="crop / image resolution")
-    p.add_argument("--crops-per-image", type=int, default=32)
+    p.add_argument("--crops-per-image", type=int, default=32,
+                   help="random crops cut per image (small data); 0: use train/ and val/ as they are (full scale)")
+    p.add_argument("--num-reference", type=int, default=0, help="gFID reference images from train/ (0: all)")
+    p.add_argument("--num-recon", type=int, default=0, help="held-out images for reconstruction metrics (0: all)")
     p.add_argument("--tokenizer-plain", default=None, help="export dir of a trained plain tokenizer (skips training)")
     p.add_argument("--tokenizer-sync", default=None, help="export dir of a trained noise-sync tokenizer (skips training)")
     p.add_argument("--tokenizer-recipe", default="recipes.image.dito_cpu_evidence")
@@ -197,10 +205,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     out = Path(args.out)
     source = Path(args.data_root) if args.data_root else export_demo_dataset()
-    crops_train, crops_val = out / "crops" / "train", out / "crops" / "val"
-    n_train = make_crop_folder(source / "train", crops_train, size=args.size, per_image=args.crops_per_image, seed=args.seed)
-    n_val = make_crop_folder(source / "val", crops_val, size=args.size, per_image=args.crops_per_image, seed=args.seed + 1)
-    num_classes = len([d for d in crops_train.iterdir() if d.is_dir()])
+    if args.crops_per_image > 0:  # small data: a fixed set of random crops per image, class = image (or its folder)
+        crops_train, crops_val = out / "crops" / "train", out / "crops" / "val"
+        n_train = make_crop_folder(source / "train", crops_train, size=args.size, per_image=args.crops_per_image, seed=args.seed)
+        n_val = make_crop_folder(source / "val", crops_val, size=args.size, per_image=args.crops_per_image, seed=args.seed + 1)
+    else:  # full scale: the images themselves (shorter side + center crop), classes from train/ class folders
+        crops_train, crops_val = source / "train", source / "val"
+        n_train, n_val = len(list_images(crops_train)), len(list_images(crops_val))
+    num_classes = max(1, len([d for d in crops_train.iterdir() if d.is_dir()]))
     rows = [run_variant(args, variant, crops_train, crops_val, num_classes, out) for variant in VARIANTS]
     report = {
         "benchmark": "noise_sync_study", "date": date.today().isoformat(), "machine": platform.machine(),

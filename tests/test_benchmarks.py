@@ -24,18 +24,20 @@ def test_decode_throughput_smoke(tmp_path):
     assert rows["SSDD-S 1-step"]["params_M"] == pytest.approx(14.06, abs=0.01)
 
 
-def test_noise_sync_study_smoke(tmp_path, demo_dir):
+@pytest.mark.parametrize("crops", [2, 0], ids=["crops", "whole_images"])
+def test_noise_sync_study_smoke(tmp_path, demo_dir, crops):
     """Both variants train a tokenizer and a DiT and get reconstruction and generation metrics."""
     from benchmarks.noise_sync_study import main
 
     out = tmp_path / "ns.json"
-    argv = ["--data-root", str(demo_dir), "--size", "32", "--crops-per-image", "2", "--tokenizer-steps", "2",
+    argv = ["--data-root", str(demo_dir), "--size", "32", "--crops-per-image", str(crops), "--tokenizer-steps", "2",
             "--dit-steps", "2", "--batch", "4", "--sample-steps", "2", "--decode-steps", "1", "--num-images", "4",
             "--eval-batch", "4", "--out", str(tmp_path / "study"), "--json", str(out)]
     report = main(argv)
     assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(report["rows"], default=str))
     assert [r["variant"] for r in report["rows"]] == ["plain", "noise_sync"]
-    assert report["num_classes"] == 8 and report["train_crops"] == 16 and report["val_crops"] == 4
+    # crops: class = photograph (8); whole images: the flat demo folder is one class
+    assert (report["num_classes"], report["train_crops"], report["val_crops"]) == ((8, 16, 4) if crops else (1, 8, 2))
     for row in report["rows"]:
         assert row["psnr_mean_per_image"] > 0 and row["rfid"] >= 0 and row["gfid_cfg2"] >= 0
         assert row["dit_final_fm_loss"] is not None
