@@ -155,3 +155,28 @@ def test_cache_then_train_round_trip(tmp_path, tiny_tokenizer, demo_dir, one_thr
             for r in csv.DictReader(f.open()) if r.get("train/fm")]
     first, last = sum(rows[:5]) / 5, sum(rows[-5:]) / 5
     assert last < 0.8 * first, (first, last)
+
+
+def test_gfid_command_is_independent_of_the_batch_size(tmp_path, tiny_tokenizer, one_thread):
+    from dataclasses import replace
+
+    from core.generation.config import build_generator
+    from core.generation.pretrained import save_generator
+    from modalities.image.eval_suite import EvalData
+    from modalities.image.generation_eval import GenerationEvalSettings, evaluate_generator
+
+    config = GeneratorConfig(net=ComponentConfig("dit_tiny_2"), latent_size=[8, 8], num_classes=3, sample_steps=2,
+                             tokenizer=str(tiny_tokenizer))
+    generator = build_generator(config)
+    torch.manual_seed(0)
+    for p in generator.parameters():
+        p.data.normal_(0, 0.05)
+    save_generator(generator, tmp_path / "gen")
+    settings = GenerationEvalSettings(generator=str(tmp_path / "gen"), reference=EvalData(demo=True), num_reference=6,
+                                      num_images=5, resolution=32, decode_steps=2, batch_size=5, num_workers=0,
+                                      progress=False, out=str(tmp_path / "a"))
+    a = evaluate_generator(settings)
+    b = evaluate_generator(replace(settings, batch_size=2, out=str(tmp_path / "b")))
+    assert a["gfid"] == pytest.approx(b["gfid"], rel=1e-6) and a["gfid"] > 0
+    assert (a["num_images"], a["num_reference"], a["steps"], a["cfg_scale"]) == (5, 6, 2, 2.0)
+    assert (tmp_path / "a" / "samples.png").is_file() and (tmp_path / "a" / "metrics.json").is_file()
