@@ -112,6 +112,11 @@ class DiffusionAutoencoder(nn.Module):
         batch, spatial = input_shape[:-self.spatial_dims - 1], input_shape[-self.spatial_dims:]
         return (*batch, self.latent_channels, *(s // self.downsample_factor for s in spatial))
 
+    def data_shape(self, latent_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Data shape decoded from latents ``(B, C_z, *S/f)`` (or ``(C_z, *S/f)``): the inverse of :meth:`latent_shape`."""
+        batch, spatial = latent_shape[:-self.spatial_dims - 1], latent_shape[-self.spatial_dims:]
+        return (*batch, self.in_channels, *(s * self.downsample_factor for s in spatial))
+
     def check_input(self, x: Tensor) -> None:
         """Raise :class:`InputError` with the fix when ``x`` cannot be encoded."""
         want = 2 + self.spatial_dims
@@ -208,7 +213,7 @@ class DiffusionAutoencoder(nn.Module):
         cfg = self.sampling
         steps = num_steps or cfg.num_steps
         times = time_grid(steps, grid or cfg.grid, power=cfg.power, device=z.device)
-        shape = (z.shape[0], self.in_channels, *(s * self.downsample_factor for s in z.shape[2:]))
+        shape = self.data_shape(tuple(z.shape))
         x_init = noise if noise is not None else initial_noise(shape, generator=generator, device=z.device, dtype=z.dtype)
         out = solve(solver or cfg.solver, lambda x, t, c: self.velocity(x, t, c), x_init, times, z)
         return DecoderOutput(sample=out.sample, num_function_evals=out.num_function_evals)

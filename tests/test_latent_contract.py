@@ -56,6 +56,7 @@ def test_latent_contract(make, photo_batch, tmp_path):
     dist = tok.encode(x).latent_dist
     z, z_sample = dist.mode(), dist.sample(_gen(0))
     assert z.shape == z_sample.shape == tok.latent_shape(x.shape) == (2, cfg.latent_channels, *(s // tok.downsample_factor for s in x.shape[2:]))
+    assert tok.data_shape(tuple(z.shape)) == tuple(x.shape) and tok.data_shape(tuple(z.shape[1:])) == tuple(x.shape[1:])
     if kl:
         assert not torch.allclose(z_sample, z)
         assert torch.equal(dist.sample(_gen(0)), z_sample) and not torch.equal(dist.sample(_gen(1)), z_sample)

@@ -8,6 +8,7 @@ batch; ``batched=False`` uses two passes (the official code's way). Both give th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -16,7 +17,10 @@ from core.generation.objective import LatentGenerator
 from core.samplers.grids import time_grid
 from core.samplers.solvers import initial_noise, solve
 
-__all__ = ["GeneratedLatents", "guided_velocity", "sample_latents"]
+if TYPE_CHECKING:
+    from core.autoencoder import DiffusionAutoencoder
+
+__all__ = ["GeneratedLatents", "guided_velocity", "sample_latents", "sample_and_decode"]
 
 
 @dataclass
@@ -82,3 +86,33 @@ def sample_latents(
     out = solve("euler", lambda z, t, y: guided_velocity(model, z, t, y, cfg_scale, batched=batched_cfg), x_init, times, cond)
     passes = 1 if cfg_scale == 1.0 else 2
     return GeneratedLatents(latents=out.sample, num_function_evals=out.num_function_evals * passes)
+
+
+@torch.no_grad()
+def sample_and_decode(
+    model: LatentGenerator,
+    tokenizer: "DiffusionAutoencoder",
+    labels: Tensor,
+    *,
+    latent_noise: Tensor,
+    data_noise: Tensor,
+    num_steps: int | None = None,
+    cfg_scale: float | None = None,
+    decode_steps: int | None = None,
+) -> Tensor:
+    """Generate data for ``labels``: CFG Euler latents, mapped back with the statistics the generator was
+    trained with (``config.latent_stats``), decoded by ``tokenizer``, clamped to the data range [-1, 1].
+
+    Args:
+        latent_noise: initial generator noise ``(B, C_z, *S)``.
+        data_noise: initial decoder noise ``(B, *tokenizer.data_shape((C_z, *S)))``.
+        num_steps, cfg_scale: default to the generator config's (DiTo: 200, 2.0).
+        decode_steps: default to the tokenizer's (DiTo: 50).
+    """
+    config = model.config
+    latents = sample_latents(
+        model, labels, config.latent_shape(), num_steps=num_steps or config.sample_steps,
+        cfg_scale=config.cfg_scale if cfg_scale is None else cfg_scale, noise=latent_noise,
+    ).latents
+    z = config.latent_stats.denormalize(latents)
+    return tokenizer.decode(z, decode_steps, noise=data_noise).sample.clamp(-1.0, 1.0)

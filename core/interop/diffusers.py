@@ -164,7 +164,7 @@ class DiffusersVAE(nn.Module):
         tok = self.tokenizer
         z = z.to(self.dtype)
         steps = num_inference_steps or self.num_inference_steps or tok.sampling.num_steps
-        shape = (z.shape[0], tok.in_channels, *(s * tok.downsample_factor for s in z.shape[2:]))
+        shape = tok.data_shape(tuple(z.shape))
         noise = self._initial_noise(shape, generator, z)
         if self.use_slicing and z.shape[0] > 1:  # same noise as the batched call, so the same result
             sample = torch.cat([tok.decode(z[i : i + 1], steps, noise=noise[i : i + 1]).sample for i in range(z.shape[0])])

@@ -21,7 +21,7 @@ from core.autoencoder import DiffusionAutoencoder
 from core.generation.config import GeneratorConfig, build_generator
 from core.generation.objective import LatentGenerator
 from core.generation.pretrained import save_generator
-from core.generation.sampling import sample_latents
+from core.generation.sampling import sample_and_decode
 from core.modality import get_modality
 from core.pretrained import from_pretrained
 from core.training.generator_config import GeneratorExperimentConfig, GeneratorSampleConfig
@@ -91,18 +91,14 @@ def decode_samples(
 ) -> torch.Tensor:
     """Sample latents for ``labels`` (CFG Euler) and decode them with the tokenizer: data ``(B, C, *S)``
     clamped to difftok's data range [-1, 1]."""
-    gcfg = generator.config
-    seed = torch.Generator(device="cpu").manual_seed(settings.seed)
-    noise = torch.randn((labels.shape[0], *gcfg.latent_shape()), generator=seed).to(labels.device)
-    latents = sample_latents(
-        generator, labels, gcfg.latent_shape(), num_steps=settings.steps or gcfg.sample_steps,
-        cfg_scale=gcfg.cfg_scale if settings.cfg_scale is None else settings.cfg_scale, noise=noise,
-    ).latents
-    z = gcfg.latent_stats.denormalize(latents)
-    decode_noise = torch.Generator(device="cpu").manual_seed(settings.seed + 1)
-    shape = (labels.shape[0], tokenizer.in_channels, *(s * tokenizer.downsample_factor for s in z.shape[2:]))
-    x_init = torch.randn(shape, generator=decode_noise).to(z.device)
-    return tokenizer.decode(z, settings.decode_steps, noise=x_init).sample.clamp(-1.0, 1.0)
+    latent_shape = generator.config.latent_shape()
+    latent_noise = torch.randn((labels.shape[0], *latent_shape), generator=torch.Generator().manual_seed(settings.seed))
+    data_noise = torch.randn(tokenizer.data_shape((labels.shape[0], *latent_shape)),
+                             generator=torch.Generator().manual_seed(settings.seed + 1))
+    return sample_and_decode(
+        generator, tokenizer, labels, latent_noise=latent_noise.to(labels.device), data_noise=data_noise.to(labels.device),
+        num_steps=settings.steps, cfg_scale=settings.cfg_scale, decode_steps=settings.decode_steps,
+    )
 
 
 def train_generator(cfg: GeneratorExperimentConfig | DictConfig | dict, *, callbacks: list[L.Callback] | None = None) -> TrainResult:

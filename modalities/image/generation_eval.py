@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from core.generation.pretrained import load_generator
-from core.generation.sampling import sample_latents
+from core.generation.sampling import sample_and_decode
 from core.pretrained import from_pretrained
 from modalities.image.eval_suite import EvalData, EvalImages, _resolve_device, decode_noise, select_eval_images
 from modalities.image.preview import to_uint8, write_image_samples
@@ -106,12 +106,12 @@ def evaluate_generator(settings: GenerationEvalSettings) -> dict[str, Any]:
     for begin in range(0, settings.num_images, settings.batch_size):
         index = torch.arange(begin, min(begin + settings.batch_size, settings.num_images))
         # per-image seeds: sample i is the same whatever the batch size
-        noise = decode_noise(gcfg.latent_shape(), settings.seed, index).to(device)
-        latents = sample_latents(generator, labels[index].to(device), gcfg.latent_shape(), num_steps=steps,
-                                 cfg_scale=cfg_scale, noise=noise).latents
-        z = gcfg.latent_stats.denormalize(latents)
-        pixel_shape = (tokenizer.in_channels, *(s * tokenizer.downsample_factor for s in z.shape[2:]))
-        images = tokenizer.decode(z, settings.decode_steps, noise=decode_noise(pixel_shape, settings.seed + 1, index).to(device)).sample
+        images = sample_and_decode(
+            generator, tokenizer, labels[index].to(device),
+            latent_noise=decode_noise(gcfg.latent_shape(), settings.seed, index).to(device),
+            data_noise=decode_noise(tokenizer.data_shape(gcfg.latent_shape()), settings.seed + 1, index).to(device),
+            num_steps=steps, cfg_scale=cfg_scale, decode_steps=settings.decode_steps,
+        )
         images_u8 = to_uint8(images)
         fake.update(extractor(images_u8))
         if len(grid) < settings.grid_count:
