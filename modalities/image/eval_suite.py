@@ -33,7 +33,7 @@ from modalities.image.preview import save_grid, to_uint8
 from modalities.image.sources import ImageRef, expand_shards, folder_class_names, list_shard_members, open_image
 from modalities.image.subset import stratified_subset
 
-__all__ = ["EvalData", "EvalSettings", "EvalSelection", "EvalImages", "select_eval_images", "decode_noise", "evaluate_checkpoint", "format_table"]
+__all__ = ["EvalData", "EvalSettings", "EvalSelection", "EvalImages", "select_eval_images", "decode_noise", "resolve_device", "evaluate_checkpoint", "format_table"]
 
 log = logging.getLogger("difftok.image")
 
@@ -134,7 +134,8 @@ def decode_noise(shape: tuple[int, ...], seed: int, indices: Tensor) -> Tensor:
     return torch.stack(noise)
 
 
-def _resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; any other name as given."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -172,7 +173,7 @@ def evaluate_checkpoint(settings: EvalSettings) -> dict[str, Any]:
     if not settings.checkpoint:
         raise ValueError("checkpoint=PATH is required (a save_pretrained folder or a Lightning .ckpt)")
     steps = settings.step_list()
-    device = _resolve_device(settings.device)
+    device = resolve_device(settings.device)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     timer, start = _Timer(device), time.perf_counter()

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from core.generation.pretrained import load_generator
 from core.generation.sampling import sample_and_decode
 from core.pretrained import from_pretrained
-from modalities.image.eval_suite import EvalData, EvalImages, _resolve_device, decode_noise, select_eval_images
+from modalities.image.eval_suite import EvalData, EvalImages, decode_noise, resolve_device, select_eval_images
 from modalities.image.preview import to_uint8, write_image_samples
 
 __all__ = ["GenerationEvalSettings", "evaluate_generator", "class_balanced_labels"]
@@ -84,7 +84,7 @@ def evaluate_generator(settings: GenerationEvalSettings) -> dict[str, Any]:
 
     if not settings.generator:
         raise ValueError("generator=PATH is required (the export/ folder of a latent-generator run)")
-    device = _resolve_device(settings.device)
+    device = resolve_device(settings.device)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

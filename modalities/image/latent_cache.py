@@ -26,6 +26,7 @@ from core.latent.cache import LatentBatch, LatentCacheResult, LatentCacheSetting
 from core.latent.cache_format import file_fingerprint
 from modalities.image.data import ImageTransform, list_images
 from modalities.image.demo import export_demo_dataset
+from modalities.image.eval_suite import EvalData, resolve_device
 from modalities.image.sources import ImageRef, assign_labels, expand_shards, list_shard_members, open_image
 
 __all__ = ["CacheData", "CacheLatentsSettings", "CacheInputs", "list_cache_inputs", "tokenizer_fingerprint", "encode_batch", "cache_latents"]
@@ -34,12 +35,9 @@ log = logging.getLogger("difftok.image")
 
 
 @dataclass
-class CacheData:
-    """Where the images come from (one of ``root``, ``shards``, ``demo``)."""
+class CacheData(EvalData):
+    """Where the images come from (one of ``root``, ``shards``, ``demo``; see :class:`EvalData`)."""
 
-    root: Optional[str] = None
-    shards: Optional[str] = None
-    demo: bool = False
     split: Optional[str] = None  # sub-folder of root to encode; default: train/ when root has train/ and val/
 
 
@@ -159,12 +157,6 @@ class _CenterCrops(Dataset):
         return {"x": x, "position": position, "ok": ok, "label": self.inputs.labels[position]}
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 @torch.no_grad()
 def encode_batch(model: Any, x: Tensor, flip: bool, bf16: bool) -> dict[str, Tensor | None]:
     """Latent mean/std of ``x`` (and of ``x`` flipped left-right), float32."""
@@ -188,7 +180,7 @@ def cache_latents(settings: CacheLatentsSettings) -> tuple[LatentCacheResult, di
     if settings.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {settings.batch_size}")
     begin = time.perf_counter()
-    device = _resolve_device(settings.device)
+    device = resolve_device(settings.device)
     bf16 = settings.bf16 and device.type == "cuda"
     if settings.bf16 and not bf16:
         log.warning("bf16=true is ignored on %s (autocast only on CUDA); encoding in float32", device)

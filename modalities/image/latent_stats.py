@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from core.latent.stats import compute_latent_moments
 from core.pretrained import from_pretrained, write_latent_stats
-from modalities.image.eval_suite import EvalData, EvalImages, select_eval_images
+from modalities.image.eval_suite import EvalData, EvalImages, resolve_device, select_eval_images
 
 __all__ = ["LatentStatsSettings", "STATS_FILE", "compute_dataset_latent_stats", "format_stats"]
 
@@ -78,7 +78,7 @@ def compute_dataset_latent_stats(settings: LatentStatsSettings) -> dict[str, Any
     if not source.is_dir():
         raise ValueError(f"tokenizer={source} is not a save_pretrained folder; the stats are written into one "
                          f"(export a Lightning .ckpt first, e.g. the run's <output_dir>/export)")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if settings.device == "auto" else settings.device)
+    device = resolve_device(settings.device)
     model = from_pretrained(source, modality="image", map_location="cpu").to(device).eval()
     selection = select_eval_images(settings.data, settings.num_images, settings.seed)
     loader = DataLoader(EvalImages(selection.refs, settings.size), batch_size=settings.batch_size,
