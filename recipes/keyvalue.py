@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["parse_key_values", "describe_fields"]
+__all__ = ["parse_key_values", "describe_fields", "parse_string_pairs"]
 
 T = TypeVar("T")
 
@@ -45,3 +45,21 @@ def parse_key_values(schema: type[T], argv: list[str] | None = None, *, prog: st
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
         raise SystemExit(f"{prog}: {err}\nrun with --help for the valid keys") from err
+
+
+def parse_string_pairs(argv: list[str], keys: tuple[str, ...], required: tuple[str, ...], usage: str) -> dict[str, str]:
+    """Plain ``key=value`` strings (no YAML parsing, e.g. file paths) for tools without a schema.
+
+    Raises:
+        SystemExit: an argument is not ``key=value`` with a known key, or a required key is missing or empty.
+    """
+    args: dict[str, str] = {}
+    for item in argv:
+        key, sep, value = item.partition("=")
+        if not sep or key not in keys:
+            raise SystemExit(f"bad argument {item!r}: expected key=value with key in {keys}\n\n{usage}")
+        args[key] = value
+    missing = [k for k in required if not args.get(k)]
+    if missing:
+        raise SystemExit(f"missing {', '.join(f'{k}=...' for k in missing)}\n\n{usage}")
+    return args

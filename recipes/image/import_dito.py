@@ -14,23 +14,10 @@ from __future__ import annotations
 import sys
 
 from modalities.image.official.dito import DEFAULT_DROP_PREFIXES, DiToImport, convert_dito_checkpoint
+from recipes.keyvalue import parse_string_pairs
 
 USAGE = "usage: python -m recipes.image.import_dito ckpt=PATH out=DIR [size=b|l|xl] [drop=prefix1,prefix2]"
 KEYS = ("ckpt", "out", "size", "drop")
-
-
-def parse_args(argv: list[str]) -> dict[str, str]:
-    """``key=value`` arguments -> dict; unknown keys and missing ``ckpt``/``out`` raise SystemExit."""
-    args: dict[str, str] = {}
-    for item in argv:
-        key, sep, value = item.partition("=")
-        if not sep or key not in KEYS:
-            raise SystemExit(f"bad argument {item!r}; {USAGE}")
-        args[key] = value
-    missing = [k for k in ("ckpt", "out") if not args.get(k)]
-    if missing:
-        raise SystemExit(f"missing {', '.join(missing)}; {USAGE}")
-    return args
 
 
 def describe(result: DiToImport, out: str) -> str:
@@ -47,7 +34,7 @@ def describe(result: DiToImport, out: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> DiToImport:
-    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = parse_string_pairs(list(sys.argv[1:] if argv is None else argv), KEYS, ("ckpt", "out"), USAGE)
     extra_drop = tuple(p for p in args.get("drop", "").split(",") if p)
     result = convert_dito_checkpoint(
         args["ckpt"], args["out"], args.get("size") or None, drop_prefixes=DEFAULT_DROP_PREFIXES + extra_drop

@@ -14,27 +14,14 @@ from __future__ import annotations
 import sys
 
 from modalities.image.official.ssdd import import_ssdd
+from recipes.keyvalue import parse_string_pairs
 
 KEYS = ("weights", "out", "encoder", "decoder", "steps")
 
 
-def parse_args(argv: list[str]) -> dict[str, str]:
-    """``key=value`` arguments -> dict; unknown keys and missing ``weights``/``out`` raise."""
-    args: dict[str, str] = {}
-    for item in argv:
-        key, sep, value = item.partition("=")
-        if not sep or key not in KEYS:
-            raise SystemExit(f"bad argument '{item}': expected key=value with key in {KEYS}\n\n{__doc__}")
-        args[key] = value
-    missing = [k for k in ("weights", "out") if k not in args]
-    if missing:
-        raise SystemExit(f"missing {', '.join(f'{k}=...' for k in missing)}\n\n{__doc__}")
-    return args
-
-
 def main(argv: list[str] | None = None) -> str:
     """Run the import; returns the output folder."""
-    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = parse_string_pairs(list(sys.argv[1:] if argv is None else argv), KEYS, ("weights", "out"), __doc__ or "")
     out = import_ssdd(
         args["weights"],
         args["out"],
