@@ -10,7 +10,6 @@ noise hits every measurement alike. Writes JSON (default ``benchmarks/results/co
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.results_io import write_result
 from core.builder import build_autoencoder
 
 
@@ -96,9 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         "params": params, "args": vars(args), "median_seconds": med, "all_seconds": times,
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(result, out)
     return result
 
 

@@ -16,7 +16,6 @@ forward times the number of steps. Prints a table and writes JSON
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.results_io import write_result
 from core.builder import build_autoencoder
 from core.flops import count_flops
 from modalities.image.dito import dito_config
@@ -181,9 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
     }
     out = Path(args.json or Path(__file__).parent / "results" / f"decode_throughput_{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(result, out)
     return result
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import platform
 import random
 from datetime import date
@@ -36,6 +35,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.results_io import write_result
 from core.builder import ComponentConfig
 from core.generation.config import GeneratorConfig
 from core.training.config import DataConfig, EMAConfig, OptimConfig, TrainerConfig
@@ -223,9 +223,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table = format_table(rows, args.gfid_cfg)
     print(table)
     path = Path(args.json or f"benchmarks/results/noise_sync_study_{args.device}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str))
-    print(f"wrote {path}")
+    write_result(report, path)
     return report
 
 
