@@ -71,7 +71,6 @@ class GeneratorModule(EMATrainingModule):
         self.generator = generator
         self.setup_training(generator, optim, ema)
         self.tokenizer = tokenizer.requires_grad_(False).eval() if tokenizer is not None else None
-        self.latent_stats = generator.config.latent_stats
         self.loss_by_time = TimeBucketLoss(loss_buckets)
 
     def train(self, mode: bool = True) -> "GeneratorModule":
@@ -82,7 +81,7 @@ class GeneratorModule(EMATrainingModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         z, labels = batch_latents(batch, self.tokenizer)
-        losses = self.generator.training_losses(self.latent_stats.normalize(z), labels)
+        losses = self.generator.training_losses(self.generator.config.latent_stats.normalize(z), labels)
         scalars = {k: v for k, v in losses.items() if v.ndim == 0}
         self.check_finite(scalars)
         self.loss_by_time.update(losses["t"], losses["fm_per_sample"])
