@@ -37,6 +37,7 @@ import torch
 
 from benchmarks.results_io import write_result
 from core.builder import ComponentConfig
+from core.eval.command import evaluate_checkpoint
 from core.generation.config import GeneratorConfig
 from core.training.config import DataConfig, EMAConfig, OptimConfig, TrainerConfig
 from core.training.generator_config import GeneratorExperimentConfig, GeneratorSampleConfig
@@ -44,7 +45,7 @@ from core.training.generator_run import train_generator
 from core.training.run import train
 from modalities.image.data import list_images, open_image, resize_shorter_side
 from modalities.image.demo import export_demo_dataset
-from modalities.image.eval_suite import EvalData, EvalSettings, evaluate_checkpoint
+from modalities.image.eval_suite import EvalData, ImageEvalSettings
 from modalities.image.generation_eval import GenerationEvalSettings, evaluate_generator
 
 __all__ = ["make_crop_folder", "main"]
@@ -128,7 +129,7 @@ def run_variant(args: argparse.Namespace, variant: str, crops_train: Path, crops
     """Tokenizer (given or trained) -> reconstruction metrics -> DiT -> generation metrics."""
     given = getattr(args, f"tokenizer_{'plain' if variant == 'plain' else 'sync'}")
     tokenizer = Path(given) if given else _train_tokenizer(args, variant, out)
-    recon = evaluate_checkpoint(EvalSettings(
+    recon = evaluate_checkpoint(ImageEvalSettings(
         checkpoint=str(tokenizer), data=EvalData(root=str(crops_val)), num_images=args.num_recon, resolution=args.size,
         steps=[args.decode_steps], batch_size=args.eval_batch, seed=args.seed, out=str(out / f"recon_{variant}"),
         device=args.device, num_workers=0, progress=args.progress,

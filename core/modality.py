@@ -10,16 +10,37 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
-__all__ = ["Modality", "get_modality"]
+if TYPE_CHECKING:  # annotations only: core.eval imports this module
+    import torch
+    from torch.utils.data import Dataset
+
+    from core.eval.protocol import FeatureExtractor, MetricSuite, Quantization
+    from core.eval.samples import CacheInputs, EvalSamples, SampleRequest
+
+__all__ = ["Modality", "ToolSettings", "get_modality"]
+
+
+@dataclass(frozen=True)
+class ToolSettings:
+    """The modality's settings dataclasses of the offline commands (``key=value`` schemas).
+
+    Each subclasses the core one and adds where the samples come from: ``evaluate`` ->
+    :class:`core.eval.command.EvalSettings`, ``latent_stats`` -> :class:`core.latent.stats_command.LatentStatsSettings`,
+    ``cache_latents`` -> :class:`core.latent.cache_command.CacheLatentsSettings`. None: the command is not offered.
+    """
+
+    evaluate: type | None = None
+    latent_stats: type | None = None
+    cache_latents: type | None = None
 
 
 @dataclass(frozen=True)
 class Modality:
-    """What core needs to train and preview one kind of data.
+    """What core needs to train, evaluate and preview one kind of data.
 
     Attributes:
         name: registry name (``"image"``, ``"audio"``, ...).
@@ -30,11 +51,23 @@ class Modality:
             ``preview_batch(n) -> Tensor`` for periodic reconstructions.
         write_preview: ``(originals, reconstructions, path)`` writes a side-by-side preview file
             and returns its path; ``preview_suffix`` is its file extension.
-        evaluate: optional ``(autoencoder, datamodule, num_steps) -> {metric: value}`` on held-out
-            data, run periodically during training (``trainer.eval_every_n_steps``).
         description: one line for listings.
         write_samples: optional ``(samples, path)`` writes generated samples ``(B, C, *spatial)``
             (latent-generator previews) and returns the path.
+        held_out_dataset: ``datamodule -> Dataset`` of held-out samples (items with ``"x"``) scored every
+            ``trainer.eval_every_n_steps`` steps; needs ``reconstruction_metrics`` too. None: no in-training evaluation.
+        reconstruction_metrics: ``(settings, device) -> MetricSuite``; ``settings`` is the offline command's
+            (the modality's ``tool_settings.evaluate`` instance) or None during training.
+        quantization: rounding to the stored precision, applied to reconstructions before every metric (image: 8 bits).
+        feature_extractor: ``device -> FeatureExtractor`` for rFID / gFID (image: FID Inception). None: no FID.
+        write_grid: ``(rows, path)`` writes a grid, one row per sample (each ``(K, C, *spatial)``: original then
+            reconstructions) and returns the path; the offline evaluation's ``reconstructions<preview_suffix>``.
+        select_eval_samples: ``SampleRequest -> EvalSamples``: the samples the offline evaluation, latent
+            statistics and gFID references use.
+        cache_inputs: ``settings -> CacheInputs``: the samples ``cache_latents`` encodes, in order (``settings``:
+            the modality's ``tool_settings.cache_latents`` instance).
+        tool_settings: settings dataclasses of the offline commands (:class:`ToolSettings`).
+        defaults: extra modality defaults (free-form, read by recipes).
     """
 
     name: str
@@ -43,10 +76,24 @@ class Modality:
     make_datamodule: Callable[[Any, int, int], Any]
     write_preview: Callable[[Tensor, Tensor, Path], Path] | None = None
     preview_suffix: str = ".png"
-    evaluate: Callable[[Any, Any, int], dict[str, float]] | None = None
     description: str = ""
     write_samples: Callable[[Tensor, Path], Path] | None = None
+    held_out_dataset: Callable[[Any], Dataset] | None = None
+    reconstruction_metrics: Callable[[Any, torch.device], MetricSuite] | None = None
+    quantization: Quantization | None = None
+    feature_extractor: Callable[[torch.device], FeatureExtractor] | None = None
+    write_grid: Callable[[list[Tensor], Path], Path] | None = None
+    select_eval_samples: Callable[[SampleRequest], EvalSamples] | None = None
+    cache_inputs: Callable[[Any], CacheInputs] | None = None
+    tool_settings: ToolSettings = field(default_factory=ToolSettings)
     defaults: dict[str, Any] = field(default_factory=dict)
+
+    def require_hooks(self, tool: str, *names: str) -> None:
+        """Raise naming the unset fields when this modality cannot run ``tool``."""
+        missing = [name for name in names if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"modality '{self.name}' cannot run {tool}: its Modality sets no {', '.join(missing)} "
+                             f"(see core/modality.py for what each hook returns)")
 
 
 def get_modality(name: str) -> Modality:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from modalities.image.fid import InceptionFeatures, bundled_inception_path, frechet_distance
+from core.eval.frechet import frechet_distance
+from modalities.image.fid import InceptionFeatures, bundled_inception_path
 
 PATCH = 64
 

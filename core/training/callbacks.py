@@ -11,7 +11,10 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
+from torch.utils.data import DataLoader
 
+from core.eval.reconstruction import evaluate_reconstructions, step_key
+from core.modality import Modality
 from core.training.optim import is_schedule_free
 
 __all__ = ["PreviewCallback", "PeriodicEvalCallback", "ScheduleFreeModeCallback"]
@@ -94,21 +97,27 @@ class PreviewCallback(StepCadenceCallback):
 
 
 class PeriodicEvalCallback(StepCadenceCallback):
-    """Every ``every_n_steps`` steps, run the modality's held-out evaluation and log it.
+    """Every ``every_n_steps`` steps, score held-out reconstructions with the modality's metrics and log them.
 
-    Metrics are logged as ``eval/<metric>_steps<n>`` for each decode step count, through every
-    logger (CSV, TensorBoard), and kept in ``history``.
+    Runs :func:`core.eval.reconstruction.evaluate_reconstructions`, the loop of the offline command: per-sample
+    seeded noise (numbers do not depend on ``batch_size``), all step counts from the same noise, the
+    modality's quantisation. Metrics are logged as ``eval/<metric>_steps<n>`` through every logger (CSV,
+    TensorBoard) and kept in ``history``.
 
     Args:
-        evaluate: ``(autoencoder, datamodule, num_steps) -> {metric: value}``.
-        datamodule: passed to ``evaluate``.
+        modality: supplies ``held_out_dataset`` (from ``datamodule``), ``reconstruction_metrics`` and ``quantization``.
+        datamodule: the training datamodule.
         every_n_steps: cadence (0 disables).
         steps: decode step counts to evaluate.
+        batch_size: evaluation batch size.
+        seed: decode-noise seed.
     """
 
-    def __init__(self, evaluate: Callable[[Any, Any, int], dict[str, float]], datamodule: Any, every_n_steps: int, steps: list[int]) -> None:
-        self.evaluate, self.datamodule = evaluate, datamodule
+    def __init__(self, modality: Modality, datamodule: Any, every_n_steps: int, steps: list[int], batch_size: int = 4, seed: int = 0) -> None:
+        modality.require_hooks("in-training evaluation", "held_out_dataset", "reconstruction_metrics")
+        self.modality, self.datamodule = modality, datamodule
         self.every_n_steps, self.steps = every_n_steps, list(steps)
+        self.batch_size, self.seed = batch_size, seed
         self.history: list[dict[str, float]] = []
 
     @rank_zero_only
@@ -116,13 +125,20 @@ class PeriodicEvalCallback(StepCadenceCallback):
         if self.every_n_steps > 0 and (not self.history or self.history[-1]["step"] != trainer.global_step):
             self.fire(trainer, pl_module)  # always end with the final weights' numbers
 
+    def evaluate(self, autoencoder: Any, device: torch.device) -> dict[str, float]:
+        """``{"<metric>_steps<n>": value}`` of ``autoencoder`` on the held-out samples."""
+        dataset = self.modality.held_out_dataset(self.datamodule)  # type: ignore[misc]
+        suite = self.modality.reconstruction_metrics(None, device)  # type: ignore[misc]
+        result = evaluate_reconstructions(
+            autoencoder, DataLoader(dataset, batch_size=self.batch_size, shuffle=False), steps=self.steps, metrics=suite.make,
+            seed=self.seed, quantization=self.modality.quantization, device=device,
+        )
+        return {f"{name}_steps{n}": float(value) for n in self.steps for name, value in result.metrics[step_key(n)].items()}
+
     def fire(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         """Evaluate now and log under the current global step."""
-        metrics: dict[str, float] = {}
         with inference_weights(pl_module) as ae:
-            for n in self.steps:
-                for name, value in self.evaluate(ae, self.datamodule, n).items():
-                    metrics[f"eval/{name}_steps{n}"] = float(value)
+            metrics = {f"eval/{name}": value for name, value in self.evaluate(ae, pl_module.device).items()}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
         self.history.append({"step": trainer.global_step, **metrics})

@@ -127,8 +127,8 @@ def train(cfg: ExperimentConfig | DictConfig | dict, *, callbacks: list[L.Callba
             tcfg.preview_every_n_steps, tcfg.preview_steps, modality.preview_suffix,
         )
         all_callbacks.append(preview)
-    if modality.evaluate is not None and tcfg.eval_every_n_steps > 0:
-        all_callbacks.append(PeriodicEvalCallback(modality.evaluate, datamodule, tcfg.eval_every_n_steps, tcfg.eval_steps))
+    if modality.held_out_dataset is not None and modality.reconstruction_metrics is not None and tcfg.eval_every_n_steps > 0:
+        all_callbacks.append(PeriodicEvalCallback(modality, datamodule, tcfg.eval_every_n_steps, tcfg.eval_steps))
     all_callbacks.extend(callbacks or [])
     trainer, csv_logger = build_trainer(tcfg, all_callbacks, out, grad_clip=cfg.optim.grad_clip)
     ckpt_path = resolve_resume(tcfg.resume, ckpt_dir)

@@ -1,6 +1,7 @@
 """Image modality plugin: ``(B, 3, H, W)`` in [-1, 1].
 
-Registers the ``image`` modality (folder / bundled-demo data, PNG previews), the DiTo presets
+Registers the ``image`` modality (folder / bundled-demo data, PNG previews, PSNR/SSIM/LPIPS metrics on
+8-bit images, FID Inception features, the offline tools' image settings), the DiTo presets
 (:mod:`modalities.image.dito`: encoder ``ldm_f8c4``, decoders ``dito_tiny/b/l/xl`` — the core's
 dimension-generic ``conv_encoder``/``unet_decoder`` at fixed sizes), SSDD's U-ViT decoders
 (``ssdd_*``) and KL encoders (``kl_f8c4``, ``kl_f16c4``), and the image loss terms ``lpips``
@@ -11,17 +12,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.modality import Modality
+from core.modality import Modality, ToolSettings
 from core.registry import MODALITIES
 from modalities.image import dito  # noqa: F401  (registers the DiTo encoder/decoders)
 from modalities.image import lpips as _lpips_term, repa as _repa_term  # noqa: F401  (register loss terms)
-from modalities.image.data import ImageDataModule
-from modalities.image.evaluate import evaluate_reconstructions
-from modalities.image.preview import write_image_preview, write_image_samples
+from modalities.image.data import ImageDataModule, ImageFolderDataset
+from modalities.image.eval_suite import ImageEvalSettings, select_image_samples
+from modalities.image.fid import image_feature_extractor
+from modalities.image.latent_cache import ImageCacheLatentsSettings, image_cache_inputs
+from modalities.image.latent_stats import ImageLatentStatsSettings
+from modalities.image.metrics import image_metric_suite
+from modalities.image.preview import EIGHT_BIT, save_grid, write_image_preview, write_image_samples
 from modalities.image.ssdd import sizes as _ssdd_sizes  # noqa: F401  (registers ssdd_* decoders)
 from modalities.image.ssdd import encoders as _ssdd_encoders  # noqa: F401  (registers kl_f8c4 / kl_f16c4)
 
-__all__ = ["image", "make_image_datamodule", "evaluate_held_out"]
+__all__ = ["image", "make_image_datamodule", "held_out_images"]
 
 
 def make_image_datamodule(cfg: Any, seed: int, batch_size: int) -> ImageDataModule:
@@ -29,12 +34,9 @@ def make_image_datamodule(cfg: Any, seed: int, batch_size: int) -> ImageDataModu
     return ImageDataModule(cfg, seed=seed, batch_size=batch_size)
 
 
-def evaluate_held_out(autoencoder: Any, datamodule: ImageDataModule, num_steps: int) -> dict[str, float]:
-    """PSNR (mean per image) and SSIM of held-out reconstructions with ``num_steps`` Euler steps."""
-    device = next(autoencoder.parameters()).device
-    metrics = evaluate_reconstructions(autoencoder, datamodule.eval_dataset(), steps=(num_steps,), device=device)
-    m = metrics[f"steps_{num_steps}"]
-    return {"psnr": m["psnr_mean_per_image"], "ssim": m["ssim"]}
+def held_out_images(datamodule: ImageDataModule) -> ImageFolderDataset:
+    """Held-out center crops scored during training (the training images when nothing is held out)."""
+    return datamodule.eval_dataset()
 
 
 @MODALITIES.register("image")
@@ -48,6 +50,14 @@ def image() -> Modality:
         write_preview=write_image_preview,
         write_samples=write_image_samples,
         preview_suffix=".png",
-        evaluate=evaluate_held_out,
         description="RGB images (B, 3, H, W) in [-1, 1]",
+        held_out_dataset=held_out_images,
+        reconstruction_metrics=image_metric_suite,
+        quantization=EIGHT_BIT,
+        feature_extractor=image_feature_extractor,
+        write_grid=save_grid,
+        select_eval_samples=select_image_samples,
+        cache_inputs=image_cache_inputs,
+        tool_settings=ToolSettings(evaluate=ImageEvalSettings, latent_stats=ImageLatentStatsSettings,
+                                   cache_latents=ImageCacheLatentsSettings),
     )

@@ -1,4 +1,4 @@
-"""Image grids: originals next to reconstructions, written as PNG."""
+"""8-bit image quantisation and image grids (originals next to reconstructions), written as PNG."""
 
 from __future__ import annotations
 
@@ -9,12 +9,22 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["to_uint8", "save_grid", "write_image_preview", "write_image_samples"]
+from core.eval.protocol import Quantization
+
+__all__ = ["to_uint8", "from_uint8", "EIGHT_BIT", "save_grid", "write_image_preview", "write_image_samples"]
 
 
 def to_uint8(x: Tensor) -> Tensor:
     """[-1, 1] float (B, 3, H, W) -> uint8 (B, 3, H, W), rounding like an 8-bit image file."""
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def from_uint8(x: Tensor) -> Tensor:
+    """uint8 [0, 255] -> float [-1, 1] (the inverse of :func:`to_uint8` on its outputs)."""
+    return x.float().div(127.5).sub(1.0)
+
+
+EIGHT_BIT = Quantization(store=to_uint8, load=from_uint8, description="8-bit before all metrics")
 
 
 def save_grid(rows: list[Tensor], path: str | Path, pad: int = 2) -> Path:

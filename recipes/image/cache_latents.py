@@ -10,33 +10,21 @@ autocasts on CUDA. Writes ``DIR/latents-%06d.tar`` (per sample: ``mean.npy`` [+ 
 tokenizers] [+ ``mean_flip.npy``/``std_flip.npy`` with ``flip=true``] + ``cls``) and ``DIR/index.json``.
 ``labels``: folder (class sub-folders -> sorted index; flat folder -> 0), file (each file its own
 class) or none. Re-running with the same arguments resumes after the last complete shard; other
-settings into the same ``out`` are refused (``overwrite=true`` replaces). See docs/latent-cache.md.
+settings into the same ``out`` are refused (``overwrite=true`` replaces). The same as
+``python -m recipes.cache_latents modality=image ...``; see docs/latent-cache.md.
 """
 
 from __future__ import annotations
 
-import json
-
+from recipes.cache_latents import run
 from recipes.keyvalue import parse_key_values
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from modalities.image.latent_cache import CacheLatentsSettings, cache_latents
+    """``recipes.cache_latents`` with ``modality=image`` and the image keys."""
+    from modalities.image.latent_cache import ImageCacheLatentsSettings
 
-    settings = parse_key_values(CacheLatentsSettings, argv, prog="cache_latents", doc=__doc__ or "")
-    if not settings.tokenizer or not settings.out:
-        raise SystemExit("cache_latents: tokenizer=EXPORT_DIR and out=DIR are required (see --help)")
-    result, summary = cache_latents(settings)
-    state = "complete" if result.complete else f"stopped early (max_shards={settings.max_shards}); re-run to resume"
-    rate = f", {summary['encode_images_per_s']} img/s" if summary["encode_images_per_s"] else ""
-    print(f"{summary['count']} latents {summary['latent_shape']} ({summary['dtype']}"
-          f"{', +std' if summary['has_std'] else ''}{', +flip' if summary['flip'] else ''}) in {summary['shards']} shard(s) "
-          f"under {summary['out']}: {summary['num_classes']} classes, {state}; {result.written_shards} shard(s) written, "
-          f"{result.resumed_shards} reused, {summary['encoded_images']} images encoded in {summary['seconds']:.1f}s{rate}")
-    if summary["skipped"]:
-        print(f"{summary['skipped']} unreadable image(s) skipped")
-    print(json.dumps(summary))
-    return summary
+    return run(parse_key_values(ImageCacheLatentsSettings, argv, prog="cache_latents", doc=__doc__ or ""))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 ``checkpoint`` is a save_pretrained folder or a Lightning .ckpt (EMA weights when present; use_ema=false
 for the live ones). The N images are a seeded class-stratified subset (subset.txt lists them).
 LPIPS needs ``lpips_vgg_weights=PATH``. Writes metrics.json and reconstructions.png under ``out``.
-See docs/image/data-and-eval.md for the metric definitions.
+The loop is core.eval.command (any modality); see docs/image/data-and-eval.md for the metric definitions.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from recipes.keyvalue import parse_key_values
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from modalities.image.eval_suite import EvalSettings, evaluate_checkpoint, format_table
+    from core.eval.command import evaluate_checkpoint, format_table
+    from modalities.image.eval_suite import ImageEvalSettings
+    from modalities.image.metrics import TABLE_COLUMNS
 
-    settings = parse_key_values(EvalSettings, argv, prog="evaluate", doc=__doc__ or "")
+    settings = parse_key_values(ImageEvalSettings, argv, prog="evaluate", doc=__doc__ or "")
     report = evaluate_checkpoint(settings)
-    print(format_table(report))
+    print(format_table(report, TABLE_COLUMNS))
     print(f"metrics: {settings.out}/metrics.json   grid: {report['grid']}")
     return report
 

@@ -8,21 +8,21 @@ KL tokenizers: latents are drawn with latent_dist.sample() (seeded by ``seed``);
 (LayerNorm) ones use mode(). The N images are a seeded class-stratified subset, eval transform
 (shorter side to ``size``, center crop). The tokenizer's config.json is updated in place
 (atomically; weights untouched) unless ``out=DIR`` names a new folder; latent_stats.json is
-written next to it. Generators then train on tok.normalize_latents(z). See docs/latent-api.md.
+written next to it. Generators then train on tok.normalize_latents(z). The same as
+``python -m recipes.latent_stats modality=image ...``; see docs/latent-api.md.
 """
 
 from __future__ import annotations
 
 from recipes.keyvalue import parse_key_values
+from recipes.latent_stats import run
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from modalities.image.latent_stats import LatentStatsSettings, compute_dataset_latent_stats, format_stats
+    """``recipes.latent_stats`` with ``modality=image`` and the image keys."""
+    from modalities.image.latent_stats import ImageLatentStatsSettings
 
-    settings = parse_key_values(LatentStatsSettings, argv, prog="latent_stats", doc=__doc__ or "")
-    report = compute_dataset_latent_stats(settings)
-    print(format_stats(report))
-    return report
+    return run(parse_key_values(ImageLatentStatsSettings, argv, prog="latent_stats", doc=__doc__ or ""))
 
 
 if __name__ == "__main__":

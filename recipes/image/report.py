@@ -30,17 +30,25 @@ def write_reconstruction_report(cfg: Any, result: TrainResult, steps: Sequence[i
     """Evaluate the exported tokenizer on the held-out images with each decode step count and write
     ``reconstructions.png``, ``loss.png`` and ``metrics.json`` (incl. the in-training eval history)
     into the run's output directory; print a summary and return the report."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from core.eval.reconstruction import evaluate_reconstructions
     from core.pretrained import from_pretrained
-    from modalities.image.evaluate import evaluate_reconstructions
+    from modalities.image.metrics import ReconstructionMetrics
+    from modalities.image.preview import EIGHT_BIT, save_grid
     from recipes.report import plot_loss_curve, read_loss_curve, run_loss_logs
 
     cfg = to_experiment_config(cfg)
     out = Path(cfg.output_dir)
-    tokenizer = from_pretrained(result.export_dir, modality="image")
+    tokenizer = from_pretrained(result.export_dir, modality="image").eval()
     dataset = result.datamodule.eval_dataset()
-    metrics = evaluate_reconstructions(
-        tokenizer, dataset, steps=tuple(steps), batch_size=4, seed=cfg.seed, grid_path=out / "reconstructions.png"
+    evaluation = evaluate_reconstructions(
+        tokenizer, DataLoader(dataset, batch_size=4, shuffle=False), steps=tuple(steps), metrics=lambda: [ReconstructionMetrics()],
+        seed=cfg.seed, quantization=EIGHT_BIT, preview_count=4,
     )
+    metrics = evaluation.metrics
+    save_grid(list(torch.stack(evaluation.previews, dim=1)), out / "reconstructions.png")  # originals row, then a row per step count
     logs = run_loss_logs(out)
     loss_key = "train/distill_mse" if cfg.distill.enabled else "train/fm"  # a distillation run logs no FM loss
     loss_png = plot_loss_curve(logs, out / "loss.png", key=loss_key) if logs else None
