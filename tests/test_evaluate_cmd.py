@@ -46,7 +46,7 @@ def test_stratified_subset_covers_classes_and_is_seeded():
 def test_select_eval_images_from_class_folder(tmp_path):
     root = write_class_folder(tmp_path / "val", per_class=4, corrupt=False)
     selection = select_eval_images(EvalData(root=str(root)), 6, seed=0)
-    assert selection.num_available == 12 and selection.num_classes == 3
+    assert selection.report["num_available"] == 12 and selection.report["num_classes"] == 3
     assert sorted({Path(r).parent.name for r in selection.refs}) == sorted(CLASS_FORMATS)
     assert [str(r) for r in select_eval_images(EvalData(root=str(root)), 6, seed=0).refs] == [str(r) for r in selection.refs]
 
