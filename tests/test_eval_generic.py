@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from core.builder import ComponentConfig, build_autoencoder
-from core.eval.command import EvalSettings, evaluate_checkpoint
+from core.eval.command import EvalSettings, evaluate_checkpoint, format_table
 from core.eval.frechet import frechet_distance
 from core.eval.protocol import MetricSuite, Quantization
 from core.eval.reconstruction import evaluate_reconstructions
@@ -195,8 +195,10 @@ def test_offline_command_runs_for_the_toy_modality(line_modality, line_folder, l
     assert saved["metrics"] == report["metrics"] and set(report["metrics"]["steps_2"]) == {"mae", "rfid"}
     assert report["data"]["num_lines"] == 7 and report["data"]["unreadable"] == 1 and report["fid"]["num_lines"] == 7
     assert report["protocol"]["quantisation"] == "1/64 steps" and report["protocol"]["mae"] == "mean |x - rec|"
-    assert any("unreadable line" in n for n in report["notes"]) and any("rFID from 7 < 4" not in n for n in report["notes"])
+    assert any("unreadable line" in n for n in report["notes"]) and not any("rank-deficient" in n for n in report["notes"])
     assert (tmp_path / "reconstructions.pt").is_file() and len((tmp_path / "subset.txt").read_text().splitlines()) == 8
+    table = format_table(report)
+    assert "mae" in table.splitlines()[0] and "rfid" in table.splitlines()[0] and "7 lines (folder:" in table
 
 
 def test_latent_stats_through_modality_argument(line_modality, line_folder, line_tokenizer, tmp_path):
