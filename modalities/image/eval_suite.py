@@ -2,7 +2,7 @@
 
 Protocol (DiTo/SSDD style, every choice recorded in ``metrics.json``):
 
-- images: a seeded, class-stratified subset of N images (:func:`~modalities.image.subset.stratified_subset`)
+- images: a seeded, class-stratified subset of N images (:func:`~core.data.subset.stratified_subset`)
   of a folder, webdataset shards or the bundled demo photographs;
 - eval transform: shorter side to ``resolution`` (Lanczos), center crop ``resolution``;
 - reconstruction: latent mode, per-image initial noise seeded by (seed, image index) so results do not
@@ -26,12 +26,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from modalities.image.data import ImageTransform, list_images
+from core.data.sources import SampleRef as ImageRef, expand_shards, folder_class_names, list_shard_members
+from core.data.subset import stratified_subset
+from modalities.image.data import SHARD_IMAGE_EXTENSIONS, ImageTransform, list_images, open_image
 from modalities.image.demo import export_demo_dataset
 from modalities.image.metrics import ReconstructionMetrics
 from modalities.image.preview import save_grid, to_uint8
-from modalities.image.sources import ImageRef, expand_shards, folder_class_names, list_shard_members, open_image
-from modalities.image.subset import stratified_subset
 
 __all__ = ["EvalData", "EvalSettings", "EvalSelection", "EvalImages", "select_eval_images", "decode_noise", "resolve_device", "evaluate_checkpoint", "format_table"]
 
@@ -92,7 +92,7 @@ class EvalSelection:
 def select_eval_images(data: EvalData, num_images: int, seed: int) -> EvalSelection:
     """List every available image with its class, then take the seeded stratified subset."""
     if data.shards:
-        members = list_shard_members(expand_shards(data.shards))
+        members = list_shard_members(expand_shards(data.shards), SHARD_IMAGE_EXTENSIONS)
         refs, labels, source, location = list(members), [m.label for m in members], "shards", str(data.shards)
     elif data.demo or data.root:
         root = export_demo_dataset() if data.demo else Path(data.root)

@@ -22,12 +22,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from core.data.folder_shards import read_shard_index
+from core.data.sources import SampleRef as ImageRef, assign_labels, expand_shards, list_shard_members
 from core.latent.cache import LatentBatch, LatentCacheResult, LatentCacheSettings, LatentCacheWriter, TokenizerInfo
 from core.latent.cache_format import file_fingerprint
-from modalities.image.data import ImageTransform, list_images
+from modalities.image.data import SHARD_IMAGE_EXTENSIONS, ImageTransform, list_images, open_image
 from modalities.image.demo import export_demo_dataset
 from modalities.image.eval_suite import EvalData, resolve_device
-from modalities.image.sources import ImageRef, assign_labels, expand_shards, list_shard_members, open_image
 
 __all__ = ["CacheData", "CacheLatentsSettings", "CacheInputs", "list_cache_inputs", "tokenizer_fingerprint", "encode_batch", "cache_latents"]
 
@@ -98,14 +99,12 @@ def list_cache_inputs(data: CacheData, labels: str = "folder", *, shuffle: bool 
         raise ValueError(f"give exactly one of data.root=FOLDER, data.shards=PATTERN, data.demo=true (got {given or 'none'})")
     label_names: list[str] | None
     if data.shards:
-        members = list_shard_members(expand_shards(data.shards))
+        members = list_shard_members(expand_shards(data.shards), SHARD_IMAGE_EXTENSIONS)
         if not members:
             raise FileNotFoundError(f"no image samples in data.shards={data.shards}")
         refs: list[ImageRef] = list(members)
         (group,), label_names = assign_labels([(refs, None)], labels)
         if label_names is None:  # stored labels: class names from make_shards' index.json when present
-            from modalities.image.shards import read_shard_index
-
             index = read_shard_index(Path(members[0].shard).parent) or {}
             label_names = index.get("classes")
         names = [f"{Path(m.shard).name}::{m.key}" for m in members]
