@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import webdataset as wds
 from torch.utils.data import get_worker_info
 
 from core.data.skips import UNREADABLE_ERRORS, SkipLog
@@ -120,8 +121,6 @@ def make_shard_stream(urls: Sequence[str], decoder: EpochDecoder, plan: EpochPla
     ``rank`` is this process's global DDP rank; DataLoader workers are told apart inside the stream.
     Tar files that cannot be read are reported by webdataset and skipped.
     """
-    import webdataset as wds  # heavy import, only for streamed training
-
     pipeline = wds.DataPipeline(
         # deterministic: the shard sequence is a function of (seed, rank, worker, epoch) only
         wds.ResampledShards(list(urls), seed=seed, worker_seed=WorkerSeed(rank), deterministic=True),
