@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 
 from core.builder import build_autoencoder
+from core.data.subset import stratified_subset
 from core.ema import EMA
 from core.pretrained import save_pretrained
 from core.training.checkpoint_load import load_autoencoder
 from modalities.image.data import resize_shorter_side
 from modalities.image.eval_suite import EvalData, select_eval_images
-from modalities.image.subset import stratified_subset
 from tests.conftest import tiny_config
 from tests.image_folders import CLASS_FORMATS, write_class_folder
 

@@ -14,9 +14,9 @@ from core.latent.cache import (
 )
 from core.pretrained import save_pretrained
 from core.training.config import DataConfig
-from modalities.image.data import ImageDataModule, ImageTransform, list_images
+from modalities.image.data import ImageDataModule, ImageTransform, list_images, open_image
 from modalities.image.latent_cache import CacheData, list_cache_inputs
-from modalities.image.sources import open_image
+from modalities.image.shards import ShardSettings, convert_folder_to_shards
 from recipes.image.cache_latents import main as cache_main
 from tests.conftest import tiny_config
 from tests.image_folders import CLASS_FORMATS, write_class_folder
@@ -258,8 +258,6 @@ def test_flat_folder_is_one_class_and_bad_mode_is_refused(demo_dir):
 
 
 def test_shard_inputs_keep_stored_labels_and_class_names(class_folder, tmp_path):
-    from modalities.image.shards import ShardSettings, convert_folder_to_shards
-
     convert_folder_to_shards(class_folder, tmp_path, ShardSettings(shard_size=4), progress=False)
     inputs = list_cache_inputs(CacheData(shards=str(tmp_path)))
     assert len(inputs.refs) == 9 and inputs.label_names == CLASSES and len(set(inputs.keys)) == 9

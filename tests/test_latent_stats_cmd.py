@@ -9,9 +9,8 @@ import torch
 
 from core.builder import ComponentConfig, build_autoencoder
 from core.pretrained import from_pretrained
-from modalities.image.data import ImageTransform
+from modalities.image.data import ImageTransform, open_image
 from modalities.image.eval_suite import EvalData, select_eval_images
-from modalities.image.sources import open_image
 from recipes.image.latent_stats import main
 from tests.conftest import tiny_config
 

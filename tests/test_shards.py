@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from core.training.config import DataConfig
-from modalities.image.data import ImageDataModule, ImageTransform
+from core.data.datamodule import ShardSampleDecoder
+from core.data.sources import expand_shards, list_shard_members
+from core.data.stream import make_shard_stream, plan_epoch
+from modalities.image.data import SHARD_IMAGE_EXTENSIONS, ImageDataModule, ImageTransform, open_image, open_image_bytes
 from modalities.image.shards import ShardSettings, convert_folder_to_shards, read_shard_index
-from modalities.image.sources import expand_shards, list_shard_members, open_image
-from modalities.image.stream import DecodeAndAugment
 from tests.image_folders import CLASS_FORMATS, write_class_folder
 
 CLASSES = sorted(CLASS_FORMATS)
@@ -61,7 +62,7 @@ def test_conversion_keeps_original_bytes_and_labels(class_folder, shard_dir):
             seen.add(source)
     assert len(seen) == 15
     # shuffled with the seed: the first shard mixes classes
-    first = list_shard_members([str(shards[0])])
+    first = list_shard_members([str(shards[0])], SHARD_IMAGE_EXTENSIONS)
     assert len({m.label for m in first}) > 1
 
 
@@ -103,12 +104,12 @@ def test_expand_shards_forms(shard_dir):
 
 
 def test_stream_uses_the_folder_train_transform(shard_dir, class_folder):
-    member = list_shard_members([str(shard_dir / "shard-000000.tar")])[0]
+    member = list_shard_members([str(shard_dir / "shard-000000.tar")], SHARD_IMAGE_EXTENSIONS)[0]
     ext = next(e for e in _tar_samples(Path(member.shard))[member.key] if e != "cls")
     sample = {"__key__": member.key, ext: member.read_bytes(), "cls": str(member.label).encode()}
     transform = ImageTransform(32, 40, train=True)
     for seed in range(4):  # random crops and flips drawn identically from the same generator
-        streamed = DecodeAndAugment(transform)._decode(sample, random.Random(seed))
+        streamed = ShardSampleDecoder(open_image_bytes, SHARD_IMAGE_EXTENSIONS, transform)(random.Random(seed))(sample)
         expected = transform(open_image(member), random.Random(seed))
         assert torch.equal(streamed["x"], expected) and streamed["cls"] == member.label
 
@@ -151,14 +152,13 @@ def test_streaming_resamples_across_two_workers(shard_dir):
 
 
 def test_ranks_draw_different_reproducible_streams(shard_dir):
-    from modalities.image.stream import make_shard_stream, plan_epoch
-
     urls = expand_shards(str(shard_dir))
     plan = plan_epoch(8, batch_size=4, num_workers=0, world_size=2)
     assert (plan.samples_per_worker, plan.batches_per_rank) == (4, 1)
 
     def keys(rank: int) -> list[str]:
-        stream = make_shard_stream(urls, ImageTransform(32, 40), plan, seed=5, shuffle_buffer=1, rank=rank)
+        decoder = ShardSampleDecoder(open_image_bytes, SHARD_IMAGE_EXTENSIONS, ImageTransform(32, 40))
+        stream = make_shard_stream(urls, decoder, plan, seed=5, shuffle_buffer=1, rank=rank)
         return [s["key"] for s in stream]
 
     assert keys(0) == keys(0) and keys(0) != keys(1) and len(keys(1)) == 4

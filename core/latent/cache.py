@@ -15,11 +15,7 @@ Reader: :func:`read_latent_index`, :func:`make_latent_dataloader`, :func:`load_a
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import os
-import tarfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,11 +26,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.fileio import atomic_write_text
+from tqdm import tqdm
+
+from core.data.shard_writer import ShardDirectory, TarShard, fingerprint_of
 from core.latent.cache_format import (
     INDEX_FORMAT,
-    INDEX_NAME,
-    SHARD_PATTERN,
     STORAGE_DTYPES,
     LatentCacheIndex,
     LatentShard,
@@ -120,36 +116,16 @@ class LatentCacheResult:
     index: LatentCacheIndex | None = None
 
 
-class _ShardFile:
-    """Streams samples into ``.latents-N.tar.tmp``; ``commit`` renames it to ``latents-N.tar``."""
+@dataclass
+class _OpenShard:
+    """Shard slot ``number`` being written: input positions ``[start, end)``."""
 
-    def __init__(self, out: Path, number: int, start: int, end: int) -> None:
-        self.path = out / SHARD_PATTERN.format(number)
-        self.tmp = out / f".{self.path.name}.tmp"
-        self.number, self.start, self.end, self.count = number, start, end, 0
-        self.handle = open(self.tmp, "wb")
-        self.tar = tarfile.open(fileobj=self.handle, mode="w", format=tarfile.PAX_FORMAT)
-
-    def add(self, key: str, members: list[tuple[str, bytes]]) -> None:
-        for extension, payload in members:
-            info = tarfile.TarInfo(f"{key}.{extension}")
-            # fixed metadata: identical inputs give identical shard bytes
-            info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = len(payload), 0, 0o444, 0, 0, "", ""
-            self.tar.addfile(info, io.BytesIO(payload))
-        self.count += 1
+    tar: TarShard
+    start: int
+    end: int
 
     def commit(self) -> LatentShard:
-        self.tar.close()
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        os.replace(self.tmp, self.path)
-        return LatentShard(self.path.name, self.start, self.end, self.count)
-
-    def discard(self) -> None:
-        self.tar.close()
-        self.handle.close()
-        self.tmp.unlink(missing_ok=True)
+        return LatentShard(self.tar.commit(), self.start, self.end, self.tar.count)
 
 
 class LatentCacheWriter:
@@ -175,11 +151,9 @@ class LatentCacheWriter:
         if num_inputs < 1:
             raise ValueError(f"num_inputs must be >= 1, got {num_inputs}")
         self.out, self.settings, self.num_inputs, self.tokenizer = Path(out), settings, int(num_inputs), tokenizer
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.directory = ShardDirectory(self.out, "latents", INDEX_FORMAT, "latent shard(s)")
         self.fingerprint = self._fingerprint()
         self.num_shard_slots = -(-self.num_inputs // settings.samples_per_shard)  # ceil
-        for stale in self.out.glob(".latents-*.tar.tmp"):
-            stale.unlink()
         self.index: dict[str, Any] = {
             "format": INDEX_FORMAT, "version": 1, "complete": False, "fingerprint": self.fingerprint,
             "settings": {"samples_per_shard": settings.samples_per_shard, "dtype": settings.dtype, "num_inputs": self.num_inputs,
@@ -198,33 +172,18 @@ class LatentCacheWriter:
     def _fingerprint(self) -> str:
         payload = {"samples_per_shard": self.settings.samples_per_shard, "dtype": self.settings.dtype,
                    "num_inputs": self.num_inputs, "tokenizer": self.tokenizer.fingerprint, "source": self.settings.source}
-        return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        return fingerprint_of(json.dumps(payload, sort_keys=True, default=str))
 
     def _resume(self, overwrite: bool) -> list[LatentShard]:
-        existing = sorted(self.out.glob("latents-*.tar"))
-        index_path = self.out / INDEX_NAME
-        if overwrite:
-            for path in existing + [index_path]:
-                path.unlink(missing_ok=True)
-            return []
-        if not index_path.is_file():
-            if existing:
-                raise FileExistsError(f"{self.out} holds {len(existing)} latent shard(s) without {INDEX_NAME}; use a fresh out= or overwrite=true")
-            return []
-        old = json.loads(index_path.read_text())
-        if old.get("format") != INDEX_FORMAT or old.get("fingerprint") != self.fingerprint:
+        def mismatch(old: dict[str, Any]) -> str:
             changed = _changed_settings(old, self.index)
-            raise FileExistsError(
-                f"{self.out} holds a latent cache made with different settings ({changed or 'fingerprint differs'}); "
-                f"use a fresh out= directory or overwrite=true to replace it"
-            )
-        done = []
-        for record in old.get("shards", []):
-            if not (self.out / record["name"]).is_file():
-                break
-            done.append(LatentShard(record["name"], int(record["start"]), int(record["end"]), int(record["count"])))
+            return (f"{self.out} holds a latent cache made with different settings ({changed or 'fingerprint differs'}); "
+                    f"use a fresh out= directory or overwrite=true to replace it")
+
+        old, records = self.directory.resume(self.fingerprint, overwrite, mismatch)
+        done = [LatentShard(r["name"], int(r["start"]), int(r["end"]), int(r["count"])) for r in records]
         for key in ("latent_shape", "has_std", "has_flip", "members"):
-            self.index[key] = old.get(key) if done else None
+            self.index[key] = old.get(key) if done and old else None
         return done
 
     @property
@@ -241,9 +200,9 @@ class LatentCacheWriter:
         self.index.update(
             complete=complete, count=sum(s.count for s in self.shards),
             shards=[{"name": s.name, "start": s.start, "end": s.end, "count": s.count} for s in self.shards],
-            pattern=f"latents-{{000000..{len(self.shards) - 1:06d}}}.tar" if self.shards else None,
+            pattern=self.directory.pattern(len(self.shards)),
         )
-        atomic_write_text(self.out / INDEX_NAME, json.dumps(self.index, indent=1))
+        self.directory.save_index(self.index)
 
     # ------------------------------------------------------------------------------ writing
     def _check_layout(self, batch: LatentBatch) -> None:
@@ -293,12 +252,9 @@ class LatentCacheWriter:
         if self.complete:
             self._save_index(True)
             return self._result(0, begin)
-        from tqdm import tqdm
-
-        size = self.settings.samples_per_shard
         first = self.resume_position
-        bar = tqdm(total=self.num_inputs, initial=first, unit="img", desc="caching latents", disable=not progress, dynamic_ncols=True)
-        shard: _ShardFile | None = None
+        bar = tqdm(total=self.num_inputs, initial=first, unit="sample", desc="caching latents", disable=not progress, dynamic_ncols=True)
+        shard: _OpenShard | None = None
         cursor = first if start is None else int(start)  # position of the next sample without explicit positions
         last = first - 1
         stopped = False
@@ -328,10 +284,10 @@ class LatentCacheWriter:
                                 stopped = True
                                 break
                         number = len(self.shards)
-                        shard = _ShardFile(self.out, number, number * size, min((number + 1) * size, self.num_inputs))
+                        shard = self._open_shard(number)
                     if stopped:
                         break
-                    shard.add(key, members)
+                    shard.tar.add(key, members)
                     last = position
                     bar.update(position + 1 - bar.n)
                 if stopped:
@@ -341,7 +297,7 @@ class LatentCacheWriter:
                 while len(self.shards) < self.num_shard_slots and (max_shards is None or written < max_shards):
                     if shard is None:
                         number = len(self.shards)
-                        shard = _ShardFile(self.out, number, number * size, min((number + 1) * size, self.num_inputs))
+                        shard = self._open_shard(number)
                     self.shards.append(shard.commit())
                     shard = None
                     written += 1
@@ -350,8 +306,12 @@ class LatentCacheWriter:
         finally:
             bar.close()
             if shard is not None:  # interrupted: drop the partial shard, keep the complete ones
-                shard.discard()
+                shard.tar.discard()
         return self._result(written, begin)
+
+    def _open_shard(self, number: int) -> _OpenShard:
+        size = self.settings.samples_per_shard
+        return _OpenShard(TarShard(self.directory.shard_path(number)), number * size, min((number + 1) * size, self.num_inputs))
 
     def _result(self, written: int, begin: float) -> LatentCacheResult:
         index = read_latent_index(self.out) if self.shards else None

@@ -23,14 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from core.data.shard_writer import INDEX_NAME
+
 __all__ = [
     "INDEX_NAME", "INDEX_FORMAT", "SHARD_PATTERN", "STORAGE_DTYPES", "LatentShard", "LatentCacheIndex",
     "read_latent_index", "member_names", "encode_array", "decode_array", "file_fingerprint",
 ]
 
-INDEX_NAME = "index.json"
 INDEX_FORMAT = "difftok-latent-cache"
-SHARD_PATTERN = "latents-{:06d}.tar"
+SHARD_PATTERN = "latents-{:06d}.tar"  # what core.data.shard_writer.ShardDirectory(prefix="latents") writes
 STORAGE_DTYPES = ("float32", "float16")
 
 

@@ -1,8 +1,7 @@
 """Reading a latent cache: an infinite, resampled training stream and a small in-memory loader.
 
-Every DataLoader worker on every rank draws shards at random with replacement
-(``webdataset.ResampledShards`` seeded by (seed, rank, worker, epoch)), so ranks and workers read
-different shard sequences without split bookkeeping. A shuffle buffer mixes samples across shards.
+The stream is :func:`core.data.stream.make_shard_stream` (shards resampled per rank and worker, a
+shuffle buffer, unreadable samples skipped and counted) with :class:`DecodeLatents` as its decoder.
 Each sample becomes ``{"z": (C, *S) float32, "label": int}``: the flipped-input latent with p = 0.5
 when the cache stores flips (``random_flip``), and ``mean + std·ε`` when it stores a posterior std
 (``sample_posterior``; KL latents). ``z`` stays in tokenizer space: normalise it with the index's
@@ -11,9 +10,11 @@ when the cache stores flips (``random_flip``), and ``mean + std·ε`` when it st
 
 from __future__ import annotations
 
+import functools
+import logging
 import random
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,36 +24,28 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from core.latent.cache_format import LatentCacheIndex, decode_array, read_latent_index
-from core.streaming import WorkerSeed, plan_epoch, shuffled, worker_id
+from core.data.stream import make_shard_stream, plan_epoch
 
 __all__ = ["CachedLatents", "DecodeLatents", "make_latent_dataloader", "load_all_latents"]
 
 
 class DecodeLatents:
-    """webdataset stage: shuffle buffer, then ``.npy`` bytes -> ``{"z", "label"}`` with flip/posterior draws.
+    """Stream decoder (:data:`core.data.stream.EpochDecoder`): ``.npy`` bytes -> ``{"z", "label"}`` with flip/posterior draws.
 
     Args:
         index: the cache's index (which members exist).
-        seed: base seed; each (rank, worker, epoch) gets its own shuffle, flip and noise stream.
-        shuffle_buffer: samples held for shuffling.
-        rank: global DDP rank.
         sample_posterior: draw ``mean + std·ε`` when the cache stores a std.
         random_flip: use the flipped-input latent with p = 0.5 when stored.
     """
 
-    def __init__(self, index: LatentCacheIndex, seed: int = 0, shuffle_buffer: int = 1000, rank: int = 0,
-                 sample_posterior: bool = True, random_flip: bool = True) -> None:
+    def __init__(self, index: LatentCacheIndex, sample_posterior: bool = True, random_flip: bool = True) -> None:
         self.has_std, self.has_flip = index.has_std, index.has_flip
-        self.seed, self.shuffle_buffer, self.rank = seed, shuffle_buffer, rank
         self.sample_posterior, self.random_flip = sample_posterior, random_flip
-        self.epoch = -1  # lives in each worker's copy; advances per epoch with persistent workers
 
-    def __call__(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        self.epoch += 1
-        rng = random.Random(f"{self.seed}:{self.rank}:{worker_id()}:{self.epoch}")  # str seeds hash deterministically
+    def __call__(self, rng: random.Random) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """This epoch's decode function: flips from ``rng``, posterior noise from a generator seeded by it."""
         noise = torch.Generator().manual_seed(rng.getrandbits(63))
-        for sample in shuffled(samples, self.shuffle_buffer, rng):
-            yield self.decode(sample, rng, noise)
+        return functools.partial(self.decode, rng=rng, noise=noise)
 
     def decode(self, sample: dict[str, Any], rng: random.Random, noise: torch.Generator) -> dict[str, Any]:
         """One stored sample -> ``{"z": (C, *S) float32, "label": int}``."""
@@ -74,21 +67,14 @@ def make_latent_dataloader(
     One epoch is ``index.count`` samples over all ranks (rounded up to whole batches per worker), so
     ``len(loader)`` is this rank's batches per epoch. ``batch_size`` is per rank.
     """
-    import webdataset as wds
-
     index = read_latent_index(path)
     if not index.shards or index.count == 0:
         raise ValueError(f"latent cache {path} has no complete shard with samples; finish the caching run first")
     if batch_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"need batch_size >= 1 and 0 <= rank < world_size, got {batch_size}, {rank}, {world_size}")
     plan = plan_epoch(index.count, batch_size, num_workers, world_size)
-    pipeline = wds.DataPipeline(
-        # deterministic: the shard sequence is a function of (seed, rank, worker, epoch) only
-        wds.ResampledShards(index.shard_paths(), seed=seed, worker_seed=WorkerSeed(rank), deterministic=True),
-        wds.tarfile_to_samples(),
-        DecodeLatents(index, seed, shuffle_buffer, rank, sample_posterior, random_flip),
-    )
-    dataset = pipeline.with_epoch(plan.samples_per_worker).with_length(plan.samples_per_rank, silent=True)
+    dataset = make_shard_stream(index.shard_paths(), DecodeLatents(index, sample_posterior, random_flip), plan, seed=seed,
+                                shuffle_buffer=shuffle_buffer, rank=rank, logger=logging.getLogger("difftok.latent"))
     return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0,
                       pin_memory=torch.cuda.is_available())
 

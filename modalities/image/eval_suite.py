@@ -2,7 +2,7 @@
 
 Protocol (DiTo/SSDD style; the loop itself is :mod:`core.eval.command`, every choice recorded in ``metrics.json``):
 
-- images: a seeded, class-stratified subset of N images (:func:`~modalities.image.subset.stratified_subset`)
+- images: a seeded, class-stratified subset of N images (:func:`~core.data.subset.stratified_subset`)
   of a folder, webdataset shards or the bundled demo photographs;
 - eval transform: shorter side to ``resolution`` (Lanczos), center crop ``resolution``;
 - reconstruction: latent mode, per-image initial noise seeded by (seed, image index) so results do not
@@ -20,12 +20,12 @@ from typing import Any, Optional
 
 from torch import Tensor
 
+from core.data.sources import SampleRef as ImageRef, expand_shards, folder_class_names, list_shard_members
+from core.data.subset import stratified_subset
 from core.eval.command import EvalSettings
 from core.eval.samples import EvalSamples, SampleRequest
-from modalities.image.data import ImageTransform, list_images
+from modalities.image.data import SHARD_IMAGE_EXTENSIONS, ImageTransform, list_images, open_image
 from modalities.image.demo import export_demo_dataset
-from modalities.image.sources import ImageRef, expand_shards, folder_class_names, list_shard_members, open_image
-from modalities.image.subset import stratified_subset
 
 __all__ = ["EvalData", "ImageEvalSettings", "CenterCropLoader", "select_eval_images", "select_image_samples"]
 
@@ -69,7 +69,7 @@ class CenterCropLoader:
 def select_eval_images(data: EvalData, num_images: int, seed: int, size: int = 256) -> EvalSamples:
     """List every available image with its class, then take the seeded stratified subset."""
     if data.shards:
-        members = list_shard_members(expand_shards(data.shards))
+        members = list_shard_members(expand_shards(data.shards), SHARD_IMAGE_EXTENSIONS)
         refs, labels, source, location = list(members), [m.label for m in members], "shards", str(data.shards)
     elif data.demo or data.root:
         root = export_demo_dataset() if data.demo else Path(data.root)  # type: ignore[arg-type]

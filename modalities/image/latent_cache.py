@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from core.data.folder_shards import read_shard_index
+from core.data.sources import SampleRef as ImageRef, assign_labels, expand_shards, list_shard_members
 from core.eval.samples import CacheInputs
 from core.latent.cache_command import CacheLatentsSettings
-from modalities.image.data import list_images
+from modalities.image.data import SHARD_IMAGE_EXTENSIONS, list_images
 from modalities.image.demo import export_demo_dataset
 from modalities.image.eval_suite import CenterCropLoader, EvalData
-from modalities.image.shards import read_shard_index
-from modalities.image.sources import ImageRef, assign_labels, expand_shards, list_shard_members
 
 __all__ = ["CacheData", "ImageCacheLatentsSettings", "list_cache_inputs", "image_cache_inputs"]
 
@@ -66,7 +66,7 @@ def list_cache_inputs(data: CacheData, labels: str = "folder", *, shuffle: bool 
         raise ValueError(f"give exactly one of data.root=FOLDER, data.shards=PATTERN, data.demo=true (got {given or 'none'})")
     label_names: list[str] | None
     if data.shards:
-        members = list_shard_members(expand_shards(data.shards))
+        members = list_shard_members(expand_shards(data.shards), SHARD_IMAGE_EXTENSIONS)
         if not members:
             raise FileNotFoundError(f"no image samples in data.shards={data.shards}")
         refs: list[ImageRef] = list(members)

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
+from modalities.image.shards import ShardSettings, convert_folder_to_shards
 from recipes.keyvalue import parse_key_values
 
 
@@ -33,8 +34,6 @@ class MakeShardsArgs:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from modalities.image.shards import ShardSettings, convert_folder_to_shards
-
     args = parse_key_values(MakeShardsArgs, argv, prog="make_shards", doc=__doc__ or "")
     if not args.root or not args.out:
         raise SystemExit("make_shards: root=FOLDER and out=DIR are required (see --help)")

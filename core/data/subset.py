@@ -1,4 +1,4 @@
-"""Seeded, class-stratified evaluation subsets (never "the first N files").
+"""Seeded subsets: class-stratified evaluation subsets (never "the first N files") and the train/holdout split.
 
 Taking the first N files of a class-sorted folder covers only the first classes (SSDD's
 ``dataset.limit=5000`` on ImageNet val is 100 of 1000 classes). Here every class is shuffled with
@@ -12,7 +12,7 @@ import random
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 
-__all__ = ["stratified_subset"]
+__all__ = ["stratified_subset", "holdout_split"]
 
 
 def stratified_subset(labels: Sequence[Hashable], count: int, seed: int = 0) -> list[int]:
@@ -41,3 +41,14 @@ def stratified_subset(labels: Sequence[Hashable], count: int, seed: int = 0) -> 
                     break
         depth += 1
     return chosen
+
+
+def holdout_split(count: int, holdout: int, seed: int = 0) -> tuple[list[int], list[int]]:
+    """``(train indices, held-out indices)`` of ``count`` items: ``holdout`` of them drawn by a seeded
+    shuffle (not stratified: the folder datamodule's ``data.holdout``); both lists keep item order."""
+    if holdout < 0:
+        raise ValueError(f"holdout must be >= 0, got {holdout}")
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    held = set(order[:holdout])
+    return [i for i in range(count) if i not in held], [i for i in range(count) if i in held]

@@ -1,18 +1,17 @@
-"""Where images come from: files in a folder or members of webdataset tar shards.
+"""Where samples come from: files in a folder or members of webdataset tar shards.
 
-An *image reference* is either a :class:`pathlib.Path` or a :class:`TarMember` (an image stored in an
-uncompressed tar shard, read by seeking to its bytes). Both open with :func:`open_image`, so map-style
-datasets (evaluation, previews) work on folders and shards alike.
+A *sample reference* is either a :class:`pathlib.Path` or a :class:`TarMember` (a sample stored in an
+uncompressed tar shard, read by seeking to its bytes). A modality opens both (its ``open_ref``), so
+map-style datasets (evaluation, previews) work on folders and shards alike.
 
-Shard layout (written by :mod:`modalities.image.shards`, readable by any webdataset reader): every
-sample is ``<key>.<image ext>`` (the original encoded bytes) plus ``<key>.cls`` (the class index as
-text); keys contain no dots.
+Shard layout (written by :mod:`core.data.folder_shards`, readable by any webdataset reader): every
+sample is ``<key>.<ext>`` (the original encoded bytes; which extensions count as the sample is the
+modality's choice) plus ``<key>.cls`` (the class index as text); keys contain no dots.
 """
 
 from __future__ import annotations
 
 import glob
-import io
 import os
 import tarfile
 from collections.abc import Sequence
@@ -20,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from PIL import Image
+from webdataset.shardlists import expand_urls
 
 __all__ = [
-    "SHARD_IMAGE_EXTENSIONS",
     "TarMember",
-    "ImageRef",
-    "open_image",
+    "SampleRef",
     "ref_key",
+    "list_files",
     "expand_shards",
     "list_shard_members",
     "folder_class_names",
@@ -35,19 +33,16 @@ __all__ = [
     "assign_labels",
 ]
 
-# lower-case extensions (without dot) treated as the image of a shard sample
-SHARD_IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "ppm", "gif")
-
 
 @dataclass(frozen=True)
 class TarMember:
-    """One image inside an uncompressed tar shard.
+    """One sample inside an uncompressed tar shard.
 
     Attributes:
         shard: path of the ``.tar`` file.
         key: the webdataset sample key.
-        offset: byte offset of the image data inside the tar.
-        size: number of bytes of the image data.
+        offset: byte offset of the sample's data member inside the tar.
+        size: number of bytes of that member.
         label: class index from the sample's ``.cls`` member (-1 when absent).
     """
 
@@ -63,7 +58,7 @@ class TarMember:
         return self.key
 
     def read_bytes(self) -> bytes:
-        """The encoded image bytes."""
+        """The stored (encoded) sample bytes."""
         with open(self.shard, "rb") as handle:
             handle.seek(self.offset)
             data = handle.read(self.size)
@@ -75,21 +70,25 @@ class TarMember:
         return f"{self.shard}::{self.key}"
 
 
-ImageRef = Union[Path, TarMember]
+SampleRef = Union[Path, TarMember]
 
 
-def open_image(ref: ImageRef) -> Image.Image:
-    """Decode a file or tar member to an RGB PIL image (raises OSError/SyntaxError on corrupt data)."""
-    if isinstance(ref, TarMember):
-        with Image.open(io.BytesIO(ref.read_bytes())) as handle:
-            return handle.convert("RGB")
-    with Image.open(ref) as handle:
-        return handle.convert("RGB")
-
-
-def ref_key(ref: ImageRef) -> str:
+def ref_key(ref: SampleRef) -> str:
     """Short identifier of a reference (file stem or sample key)."""
     return ref.stem
+
+
+def list_files(root: str | Path, extensions: Sequence[str], noun: str = "sample") -> list[Path]:
+    """All files under ``root`` (recursive) whose suffix is one of ``extensions`` (case-insensitive,
+    with the dot), sorted for reproducibility. ``noun`` names the files in the errors."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{noun} folder {root} does not exist; set data.root= to a folder of {noun}s or use data.demo=true")
+    wanted = {e.lower() for e in extensions}
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
+    if not files:
+        raise FileNotFoundError(f"no {noun}s ({', '.join(extensions[:6])}) found under {root}")
+    return files
 
 
 def _is_remote(url: str) -> bool:
@@ -102,8 +101,6 @@ def expand_shards(spec: str | Sequence[str]) -> list[str]:
     Examples: ``"data/shard-{000000..000099}.tar"``, ``"data/"`` (every ``*.tar`` inside, sorted),
     ``"a/shard-*.tar::b/shard-*.tar"``, ``["a.tar", "b.tar"]``. Local paths must exist.
     """
-    from webdataset.shardlists import expand_urls
-
     parts = [spec] if isinstance(spec, str) else list(spec)
     urls: list[str] = []
     for part in parts:
@@ -113,7 +110,7 @@ def expand_shards(spec: str | Sequence[str]) -> list[str]:
             if not _is_remote(item) and os.path.isdir(item):
                 found = sorted(glob.glob(os.path.join(item, "*.tar")))
                 if not found:
-                    raise FileNotFoundError(f"no *.tar shards in directory {item}; convert a folder with recipes.image.make_shards")
+                    raise FileNotFoundError(f"no *.tar shards in directory {item}; convert a folder with the modality's make_shards command")
                 urls.extend(found)
             elif "{" in item:
                 urls.extend(expand_urls(item))
@@ -139,25 +136,28 @@ def _split_key(name: str) -> tuple[str, str]:
     return (f"{directory}/{stem}" if directory else stem), (ext.lower() if dot else "")
 
 
-def list_shard_members(urls: Sequence[str]) -> list[TarMember]:
-    """Every image sample in local uncompressed tar shards, in shard order (reads tar headers only)."""
+def list_shard_members(urls: Sequence[str], extensions: Sequence[str]) -> list[TarMember]:
+    """Every sample in local uncompressed tar shards, in shard order (reads tar headers only).
+
+    A sample is the member whose (lower-case, dot-less) extension is in ``extensions``; its ``.cls``
+    member, when present, gives the label."""
     members: list[TarMember] = []
     for url in urls:
         if _is_remote(url):
             raise ValueError(f"cannot index remote shard {url} for map-style reading; copy the shards locally")
-        images: dict[str, tarfile.TarInfo] = {}
+        found: dict[str, tarfile.TarInfo] = {}
         labels: dict[str, int] = {}
         with tarfile.open(url, mode="r:") as tar:
             for info in tar:
                 if not info.isfile():
                     continue
                 key, ext = _split_key(info.name)
-                if ext in SHARD_IMAGE_EXTENSIONS:
-                    images[key] = info
+                if ext in extensions:
+                    found[key] = info
                 elif ext == "cls":
                     handle = tar.extractfile(info)
                     labels[key] = int(handle.read().decode().strip()) if handle is not None else -1
-        for key, info in images.items():
+        for key, info in found.items():
             members.append(TarMember(url, key, info.offset_data, info.size, labels.get(key, -1)))
     return members
 
@@ -175,15 +175,15 @@ def folder_class_names(files: Sequence[Path], root: str | Path) -> list[str]:
 LABEL_MODES = ("folder", "file", "none")
 
 
-def _reference_name(ref: ImageRef, root: Path | None) -> str:
+def _reference_name(ref: SampleRef, root: Path | None) -> str:
     if isinstance(ref, TarMember):
         return ref.key
     path = Path(ref)
     return path.relative_to(root).with_suffix("").as_posix() if root is not None else path.stem
 
 
-def assign_labels(groups: Sequence[tuple[Sequence[ImageRef], Path | None]], mode: str = "folder") -> tuple[list[list[int]], list[str] | None]:
-    """Class labels for lists of image references that share one class mapping.
+def assign_labels(groups: Sequence[tuple[Sequence[SampleRef], Path | None]], mode: str = "folder") -> tuple[list[list[int]], list[str] | None]:
+    """Class labels for lists of sample references that share one class mapping.
 
     Each group is ``(refs, class_root)``. Modes:
 
