@@ -45,7 +45,8 @@ from core.training.generator_run import train_generator
 from core.training.run import train
 from modalities.image.data import list_images, open_image, resize_shorter_side
 from modalities.image.demo import export_demo_dataset
-from modalities.image.eval_suite import EvalData, ImageEvalSettings
+from core.eval.selection import SourceData
+from modalities.image.eval_suite import ImageEvalSettings
 from modalities.image.generation_eval import GenerationEvalSettings, evaluate_generator
 
 __all__ = ["make_crop_folder", "main"]
@@ -130,7 +131,7 @@ def run_variant(args: argparse.Namespace, variant: str, crops_train: Path, crops
     given = getattr(args, f"tokenizer_{'plain' if variant == 'plain' else 'sync'}")
     tokenizer = Path(given) if given else _train_tokenizer(args, variant, out)
     recon = evaluate_checkpoint(ImageEvalSettings(
-        checkpoint=str(tokenizer), data=EvalData(root=str(crops_val)), num_images=args.num_recon, resolution=args.size,
+        checkpoint=str(tokenizer), data=SourceData(root=str(crops_val)), num_images=args.num_recon, resolution=args.size,
         steps=[args.decode_steps], batch_size=args.eval_batch, seed=args.seed, out=str(out / f"recon_{variant}"),
         device=args.device, num_workers=0, progress=args.progress,
     ))
@@ -141,7 +142,7 @@ def run_variant(args: argparse.Namespace, variant: str, crops_train: Path, crops
     row["dit_final_fm_loss"] = _final_loss(dit.parent)
     for scale in args.gfid_cfg:
         report = evaluate_generator(GenerationEvalSettings(
-            generator=str(dit), reference=EvalData(root=str(crops_train)), num_reference=args.num_reference, num_images=args.num_images,
+            generator=str(dit), reference=SourceData(root=str(crops_train)), num_reference=args.num_reference, num_images=args.num_images,
             resolution=args.size, steps=args.sample_steps, cfg_scale=scale, decode_steps=args.decode_steps,
             batch_size=args.eval_batch, seed=args.seed, out=str(out / f"gen_{variant}_cfg{scale:g}"), device=args.device,
             num_workers=0, progress=args.progress,

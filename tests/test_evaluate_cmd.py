@@ -17,7 +17,8 @@ from core.ema import EMA
 from core.pretrained import save_pretrained
 from core.training.checkpoint_load import load_autoencoder
 from modalities.image.data import resize_shorter_side
-from modalities.image.eval_suite import EvalData, select_eval_images
+from core.eval.selection import SourceData
+from modalities.image.eval_suite import select_eval_images
 from tests.conftest import tiny_config
 from tests.image_folders import CLASS_FORMATS, write_class_folder
 
@@ -45,10 +46,10 @@ def test_stratified_subset_covers_classes_and_is_seeded():
 
 def test_select_eval_images_from_class_folder(tmp_path):
     root = write_class_folder(tmp_path / "val", per_class=4, corrupt=False)
-    selection = select_eval_images(EvalData(root=str(root)), 6, seed=0)
+    selection = select_eval_images(SourceData(root=str(root)), 6, seed=0)
     assert selection.report["num_available"] == 12 and selection.report["num_classes"] == 3
     assert sorted({Path(r).parent.name for r in selection.refs}) == sorted(CLASS_FORMATS)
-    assert [str(r) for r in select_eval_images(EvalData(root=str(root)), 6, seed=0).refs] == [str(r) for r in selection.refs]
+    assert [str(r) for r in select_eval_images(SourceData(root=str(root)), 6, seed=0).refs] == [str(r) for r in selection.refs]
 
 
 def test_lightning_checkpoint_loads_ema_or_live_weights(tmp_path):

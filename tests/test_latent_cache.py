@@ -15,7 +15,8 @@ from core.latent.cache import (
 from core.pretrained import save_pretrained
 from core.training.config import DataConfig
 from modalities.image.data import ImageDataModule, ImageTransform, list_images, open_image
-from modalities.image.latent_cache import CacheData, list_cache_inputs
+from core.eval.selection import CacheSource
+from modalities.image.latent_cache import list_cache_inputs
 from modalities.image.shards import ShardSettings, convert_folder_to_shards
 from recipes.image.cache_latents import main as cache_main
 from tests.conftest import tiny_config
@@ -49,7 +50,7 @@ def _run(tokenizer: Path, out: Path, *extra: str, data: str) -> dict:
     return cache_main(args)
 
 
-def _reference_latents(tokenizer: Path, data: CacheData, labels: str, flip: bool) -> dict[int, dict[str, torch.Tensor]]:
+def _reference_latents(tokenizer: Path, data: CacheSource, labels: str, flip: bool) -> dict[int, dict[str, torch.Tensor]]:
     """Encode the images exactly like the command (same order, same batches, readable ones only)."""
     from core.pretrained import from_pretrained
 
@@ -88,7 +89,7 @@ def test_round_trip_kl_with_flips_and_class_labels(tokenizers, class_folder, tmp
     assert index.complete and index.has_std and index.has_flip and index.latent_shape == (4, SIZE // 4, SIZE // 4)
     assert index.num_classes == 3 and index.label_names == tuple(CLASSES) and index.dtype == "float32"
     assert (index.latent_shift, index.latent_scale) == (0.0, 1.0) and index.tokenizer_fingerprint
-    expected = _reference_latents(tokenizers["kl"], CacheData(root=str(class_folder)), "folder", flip=True)
+    expected = _reference_latents(tokenizers["kl"], CacheSource(root=str(class_folder)), "folder", flip=True)
     assert sorted(int(k[:8]) for k in cached.keys) == sorted(expected)
     for i, key in enumerate(cached.keys):
         want = expected[int(key[:8])]
@@ -107,7 +108,7 @@ def test_demo_layernorm_float16_and_file_labels(tokenizers, tmp_path, one_thread
     assert summary["count"] == 8 and index.num_classes == 8 and not index.has_std and not index.has_flip
     assert cached.std is None and cached.mean_flip is None and index.dtype == "float16"
     assert sorted(index.label_names) == list(index.label_names) and len(set(cached.labels.tolist())) == 8
-    expected = _reference_latents(tokenizers["layernorm"], CacheData(demo=True), "file", flip=False)
+    expected = _reference_latents(tokenizers["layernorm"], CacheSource(demo=True), "file", flip=False)
     for i, key in enumerate(cached.keys):
         want = expected[int(key[:8])]
         assert torch.equal(cached.mean[i], want["mean"].half().float()) and cached.labels[i] == want["label"]
@@ -259,11 +260,11 @@ def test_flat_folder_is_one_class_and_bad_mode_is_refused(demo_dir):
 
 def test_shard_inputs_keep_stored_labels_and_class_names(class_folder, tmp_path):
     convert_folder_to_shards(class_folder, tmp_path, ShardSettings(shard_size=4), progress=False)
-    inputs = list_cache_inputs(CacheData(shards=str(tmp_path)))
+    inputs = list_cache_inputs(CacheSource(shards=str(tmp_path)))
     assert len(inputs.refs) == 9 and inputs.label_names == CLASSES and len(set(inputs.keys)) == 9
     for ref, key, label in zip(inputs.refs, inputs.keys, inputs.labels):
         assert label == ref.label and CLASSES[label] in key and "." not in key
-    assert inputs.digest == list_cache_inputs(CacheData(shards=str(tmp_path))).digest
-    assert inputs.digest != list_cache_inputs(CacheData(shards=str(tmp_path)), shuffle=False).digest
+    assert inputs.digest == list_cache_inputs(CacheSource(shards=str(tmp_path))).digest
+    assert inputs.digest != list_cache_inputs(CacheSource(shards=str(tmp_path)), shuffle=False).digest
     with pytest.raises(ValueError, match="exactly one"):
-        list_cache_inputs(CacheData(shards=str(tmp_path), demo=True))
+        list_cache_inputs(CacheSource(shards=str(tmp_path), demo=True))

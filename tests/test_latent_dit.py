@@ -162,7 +162,7 @@ def test_gfid_command_is_independent_of_the_batch_size(tmp_path, tiny_tokenizer,
 
     from core.generation.config import build_generator
     from core.generation.pretrained import save_generator
-    from modalities.image.eval_suite import EvalData
+    from core.eval.selection import SourceData
     from modalities.image.generation_eval import GenerationEvalSettings, evaluate_generator
 
     config = GeneratorConfig(net=ComponentConfig("dit_tiny_2"), latent_size=[8, 8], num_classes=3, sample_steps=2,
@@ -172,7 +172,7 @@ def test_gfid_command_is_independent_of_the_batch_size(tmp_path, tiny_tokenizer,
     for p in generator.parameters():
         p.data.normal_(0, 0.05)
     save_generator(generator, tmp_path / "gen")
-    settings = GenerationEvalSettings(generator=str(tmp_path / "gen"), reference=EvalData(demo=True), num_reference=6,
+    settings = GenerationEvalSettings(generator=str(tmp_path / "gen"), reference=SourceData(demo=True), num_reference=6,
                                       num_images=5, resolution=32, decode_steps=2, batch_size=5, num_workers=0,
                                       progress=False, out=str(tmp_path / "a"))
     a = evaluate_generator(settings)

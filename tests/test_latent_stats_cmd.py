@@ -10,7 +10,8 @@ import torch
 from core.builder import ComponentConfig, build_autoencoder
 from core.pretrained import from_pretrained
 from modalities.image.data import ImageTransform, open_image
-from modalities.image.eval_suite import EvalData, select_eval_images
+from core.eval.selection import SourceData
+from modalities.image.eval_suite import select_eval_images
 from recipes.image.latent_stats import main
 from tests.conftest import tiny_config
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _independent_latents(tok, num_images: int, size: int, seed: int) -> torch.Tensor:
     """The same subset, center-cropped, encoded in ONE batch and sampled with a generator seeded by ``seed``."""
-    refs = select_eval_images(EvalData(demo=True), num_images, seed).refs
+    refs = select_eval_images(SourceData(demo=True), num_images, seed).refs
     transform = ImageTransform(size, size, train=False)
     x = torch.stack([transform(open_image(ref), rng=None) for ref in refs])
     return tok.encode(x).latent_dist.sample(torch.Generator().manual_seed(seed))

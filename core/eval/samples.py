@@ -29,7 +29,7 @@ class SampleRequest:
     """Which samples an offline tool wants from a modality.
 
     Attributes:
-        data: the modality's own data options (image: ``EvalData`` with ``root``/``shards``/``demo``).
+        data: the modality's own data options (image: ``SourceData`` with ``root``/``shards``/``demo``).
         count: how many (a seeded class-stratified subset); ``<= 0``: all of them.
         seed: subset seed.
         size: the modality's sample size for the evaluation transform (image: side in pixels).

@@ -27,7 +27,8 @@ from core.eval.generation import class_balanced_labels, generated_features, refe
 from core.eval.runtime import resolve_device
 from core.generation.pretrained import load_generator
 from core.pretrained import from_pretrained
-from modalities.image.eval_suite import EvalData, select_eval_images
+from core.eval.selection import SourceData
+from modalities.image.eval_suite import select_eval_images
 from modalities.image.fid import image_feature_extractor
 from modalities.image.preview import EIGHT_BIT, to_uint8, write_image_samples
 
@@ -40,7 +41,7 @@ class GenerationEvalSettings:
 
     generator: Optional[str] = None  # export folder of a latent-generator run
     tokenizer: Optional[str] = None  # default: the tokenizer recorded in the generator's config
-    reference: EvalData = field(default_factory=EvalData)  # real images (folder / shards / demo)
+    reference: SourceData = field(default_factory=SourceData)  # real images (folder / shards / demo)
     num_reference: int = 50_000  # <= 0: every reference image (seeded class-stratified subset otherwise)
     num_images: int = 50_000  # generated images
     resolution: int = 256

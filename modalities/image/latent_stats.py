@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from core.eval.samples import SampleRequest
 from core.latent.stats_command import LatentStatsSettings
-from modalities.image.eval_suite import EvalData
+from core.eval.selection import SourceData
 
 __all__ = ["ImageLatentStatsSettings"]
 
@@ -20,7 +20,7 @@ class ImageLatentStatsSettings(LatentStatsSettings):
     """Settings of ``python -m recipes.image.latent_stats`` (all recorded in ``latent_stats.json``)."""
 
     modality: str = "image"
-    data: EvalData = field(default_factory=EvalData)
+    data: SourceData = field(default_factory=SourceData)
     num_images: int = 1000  # <= 0: every image
     size: int = 256
 
