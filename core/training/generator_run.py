@@ -141,5 +141,6 @@ def train_generator(cfg: GeneratorExperimentConfig | DictConfig | dict, *, callb
         if cfg.sample.count > 0 and modality.write_samples is not None:
             labels = torch.arange(cfg.sample.count) % max(1, cfg.generator.num_classes)
             samples = decode_samples(exported.eval(), tokenizer, labels, cfg.sample)
+            (out / "samples").mkdir(parents=True, exist_ok=True)
             previews.append(modality.write_samples(samples, out / "samples" / f"step_{trainer.global_step:07d}{modality.preview_suffix}"))
     return finish_run(trainer, csv_logger, out, start, cfg.name, previews=previews, module=module, datamodule=datamodule)
