@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from core.builder import AutoencoderConfig
+from core.distill import DistillationConfig
 
 __all__ = ["DataConfig", "OptimConfig", "EMAConfig", "InitConfig", "DistillConfig", "TrainerConfig", "ExperimentConfig"]
 
@@ -63,14 +64,12 @@ class InitConfig:
 @dataclass
 class DistillConfig:
     """Single-step distillation (SSDD §4): the student starts from ``teacher`` and learns its
-    ``teacher_steps``-step Euler samples in one step."""
+    multi-step samples (``sampling``, the core's :class:`DistillationConfig`) in one step."""
 
     enabled: bool = False
     teacher: Optional[str] = None  # save_pretrained folder of the multi-step model (its EMA export)
-    teacher_steps: int = 12
-    grid: str = "power"
-    power: float = 2.0
     train_encoder: bool = False
+    sampling: DistillationConfig = field(default_factory=DistillationConfig)
 
 
 @dataclass

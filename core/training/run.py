@@ -20,7 +20,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from core.builder import build_autoencoder
 from core.modality import get_modality
-from core.distill import DistillationConfig
 from core.pretrained import from_pretrained, save_pretrained
 from core.training.callbacks import PeriodicEvalCallback, PreviewCallback, ScheduleFreeModeCallback
 from core.training.checkpoint_io import AtomicCheckpointIO
@@ -197,8 +196,7 @@ def _distillation(cfg: ExperimentConfig, student: Any) -> dict[str, Any]:
         load_weights_into(student, dcfg.teacher)
     if not dcfg.train_encoder:
         freeze_encoder(student)
-    config = DistillationConfig(teacher_steps=dcfg.teacher_steps, grid=dcfg.grid, power=dcfg.power)
-    return {"teacher": teacher, "distill": config, "distill_train_encoder": dcfg.train_encoder}
+    return {"teacher": teacher, "distill": dcfg.sampling, "distill_train_encoder": dcfg.train_encoder}
 
 
 def resolve_resume(resume: str | None, ckpt_dir: Path) -> str | None:

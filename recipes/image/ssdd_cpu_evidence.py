@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.builder import ComponentConfig
+from core.distill import DistillationConfig
 from core.training.cli import Recipe, run_recipe
 from core.training.config import DataConfig, DistillConfig, EMAConfig, ExperimentConfig, OptimConfig, TrainerConfig
 from core.training.run import TrainResult
@@ -44,7 +45,7 @@ def build_config() -> ExperimentConfig:
         ),
         optim=OptimConfig(name="radam_schedulefree", lr=8e-4, weight_decay=1e-2, no_decay_patterns=["*bias*"], grad_clip=0.1),
         ema=EMAConfig(enabled=True, decay=0.999, start_step=0, warmup=True),
-        distill=DistillConfig(enabled=False, teacher_steps=12, grid="power", power=2.0),
+        distill=DistillConfig(enabled=False, sampling=DistillationConfig(teacher_steps=12, grid="power", power=2.0)),
         trainer=TrainerConfig(
             max_steps=400, accelerator="cpu", devices=1, log_every_n_steps=10,
             checkpoint_every_n_steps=100, preview_every_n_steps=400, preview_count=2, preview_steps=8,
