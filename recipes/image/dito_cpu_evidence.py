@@ -17,7 +17,7 @@ from typing import Any
 from core.builder import AutoencoderConfig, ComponentConfig
 from core.training.cli import Recipe, run_recipe
 from core.training.config import DataConfig, EMAConfig, ExperimentConfig, OptimConfig, TrainerConfig
-from core.training.run import TrainResult
+from core.training.skeleton import TrainResult
 
 EVAL_STEPS = (1, 10, 50)
 

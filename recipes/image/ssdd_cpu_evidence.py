@@ -22,7 +22,7 @@ from core.builder import ComponentConfig
 from core.distill import DistillationConfig
 from core.training.cli import Recipe, run_recipe
 from core.training.config import DataConfig, DistillConfig, EMAConfig, ExperimentConfig, OptimConfig, TrainerConfig
-from core.training.run import TrainResult
+from core.training.skeleton import TrainResult
 from modalities.image.ssdd.config import ssdd_config
 
 EVAL_STEPS = (1, 8)
