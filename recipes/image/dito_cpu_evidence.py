@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.builder import ComponentConfig
 from core.training.cli import Recipe, run_recipe
 from core.training.config import ExperimentConfig, with_overrides
 from core.training.skeleton import TrainResult
-from recipes.image.cpu_demo import CPU_DEMO_DELTAS
+from recipes.image.cpu_demo import CPU_DEMO_DELTAS, cpu_dito_networks
 from recipes.image.dito_common import dito_experiment
 
 EVAL_STEPS = (1, 10, 50)
@@ -27,16 +26,8 @@ EVAL_STEPS = (1, 10, 50)
 DITO_CPU_DELTAS = {
     **CPU_DEMO_DELTAS,
     "output_dir": "outputs/${name}",  # follows name= (e.g. the noise-sync variant in the docstring)
-    # the LDM f8c4 encoder at 1/8 width (2 ResBlocks per level, as DiTo-B)
-    "model.encoder": ComponentConfig(
-        "conv_encoder", {"base_channels": 16, "channels_mult": [1, 2, 4, 4], "num_res_blocks": 2, "num_groups": 8}
-    ),
-    # the consistency UNet with DiTo's 3 down / 2 mid / 4 up blocks per stage at 8-32 channels
-    "model.decoder": ComponentConfig(
-        "unet_decoder",
-        {"stage_channels": [8, 16, 32, 32], "down_blocks": 3, "mid_blocks": 2, "up_blocks": 4,
-         "pe_dim": 64, "t_dim": 256, "num_groups": 8},
-    ),
+    # DiTo's topology (2 ResBlocks per encoder level, 3/2/4 decoder blocks per stage), only narrower
+    **cpu_dito_networks(encoder_res_blocks=2, decoder_channels=(8, 16, 32, 32), blocks=(3, 2, 4)),
     "data.size": 64,  # 64² crops of 128² photographs (held out: chelsea, coffee at 128²)
     "data.batch_size": 8,
     "data.options": {"resize": 128, "eval_size": 128, "eval_resize": 128, "samples_per_epoch": 512, "cache": True},

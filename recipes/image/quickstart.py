@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.builder import ComponentConfig
 from core.training.cli import Recipe, run_recipe
 from core.training.config import ExperimentConfig, with_overrides
 from core.training.skeleton import TrainResult
-from recipes.image.cpu_demo import CPU_DEMO_DELTAS
+from recipes.image.cpu_demo import CPU_DEMO_DELTAS, cpu_dito_networks
 from recipes.image.dito_common import dito_experiment
 
 EVAL_STEPS = (1, 10, 50)
@@ -26,16 +25,8 @@ EVAL_STEPS = (1, 10, 50)
 # DiTo-B's paper run, changed only where a few CPU minutes demand it
 QUICKSTART_DELTAS = {
     **CPU_DEMO_DELTAS,
-    # the LDM f8c4 encoder at 1/8 width with one ResBlock per level (DiTo-B: 128 channels, two)
-    "model.encoder": ComponentConfig(
-        "conv_encoder", {"base_channels": 16, "channels_mult": [1, 2, 4, 4], "num_res_blocks": 1, "num_groups": 8}
-    ),
-    # the consistency UNet cut to 16-64 channels and 1/1/2 blocks per stage (DiTo-B: 128-512, 3/2/4)
-    "model.decoder": ComponentConfig(
-        "unet_decoder",
-        {"stage_channels": [16, 32, 64, 64], "down_blocks": 1, "mid_blocks": 1, "up_blocks": 2,
-         "pe_dim": 64, "t_dim": 256, "num_groups": 8},
-    ),
+    # one ResBlock per encoder level and 1/1/2 decoder blocks per stage at 16-64 channels: minutes on a CPU
+    **cpu_dito_networks(encoder_res_blocks=1, decoder_channels=(16, 32, 64, 64), blocks=(1, 1, 2)),
     "data.size": 32,  # 32² crops of 96² photographs (a 4x4 latent): small steps for a CPU
     "data.batch_size": 16,
     "data.options": {"resize": 96, "eval_size": 96, "eval_resize": 96, "samples_per_epoch": 256, "cache": True},
