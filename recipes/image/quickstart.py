@@ -19,6 +19,7 @@ from core.training.config import ExperimentConfig, with_overrides
 from core.training.skeleton import TrainResult
 from recipes.image.cpu_demo import CPU_DEMO_DELTAS, cpu_dito_networks
 from recipes.image.dito_common import dito_experiment
+from recipes.image.report import write_reconstruction_report
 
 EVAL_STEPS = (1, 10, 50)
 
@@ -48,8 +49,6 @@ def build_config() -> ExperimentConfig:
 
 def write_report(cfg: Any, result: TrainResult) -> dict[str, Any]:
     """Evaluate held-out photographs and write ``reconstructions.png``, ``loss.png``, ``metrics.json``."""
-    from recipes.image.report import write_reconstruction_report
-
     return write_reconstruction_report(cfg, result, steps=EVAL_STEPS)
 
 

@@ -23,6 +23,7 @@ from core.training.cli import Recipe, run_recipe
 from core.training.config import ExperimentConfig, with_overrides
 from core.training.skeleton import TrainResult
 from recipes.image.cpu_demo import CPU_DEMO_DELTAS
+from recipes.image.report import write_reconstruction_report
 from recipes.image.ssdd_common import ssdd_experiment
 
 EVAL_STEPS = (1, 8)
@@ -57,8 +58,6 @@ def build_config() -> ExperimentConfig:
 
 def write_report(cfg: Any, result: TrainResult) -> dict[str, Any]:
     """Held-out PSNR/SSIM with 1 and 8 Euler steps (power-2 grid), loss plot, metrics JSON."""
-    from recipes.image.report import write_reconstruction_report
-
     return write_reconstruction_report(cfg, result, steps=EVAL_STEPS)
 
 
