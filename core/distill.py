@@ -27,9 +27,13 @@ from core.samplers.solvers import euler_solve
 __all__ = ["DistillationConfig", "make_student", "distillation_losses", "student_parameters"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class DistillationConfig:
-    """Teacher sampling settings (SSDD: 12 Euler steps on the power-2 grid)."""
+    """How the teacher samples its targets (SSDD: 12 Euler steps on the power-2 grid).
+
+    The one home of these settings: training runs nest it as ``distill.sampling`` (overrides such
+    as ``distill.sampling.teacher_steps=2``).
+    """
 
     teacher_steps: int = 12
     grid: str = "power"
@@ -48,7 +52,7 @@ def distillation_losses(
     teacher: DiffusionAutoencoder,
     x: Tensor,
     *,
-    config: DistillationConfig = DistillationConfig(),
+    config: DistillationConfig | None = None,
     generator: torch.Generator | None = None,
     train_encoder: bool = False,
 ) -> dict[str, Tensor]:
@@ -58,12 +62,13 @@ def distillation_losses(
         student: model being trained (only its decoder gets gradients unless ``train_encoder``).
         teacher: frozen multi-step model.
         x: clean data ``(B, C, *S)``; the latent is the teacher encoder's mode.
-        config: teacher sampling settings.
+        config: teacher sampling settings (default: :class:`DistillationConfig`).
         train_encoder: also backpropagate into the student's encoder (default: frozen latents).
 
     Returns:
         ``loss``, ``distill_mse`` and each auxiliary term (scalars).
     """
+    config = config or DistillationConfig()
     with torch.no_grad():
         z = teacher.encode(x).latent_dist.mode()  # (B, C_z, *S/f)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

@@ -64,3 +64,17 @@ def test_distillation_steps_reduce_student_teacher_distance():
     assert after < 0.5 * before, (before, after)
     enc_t = dict(teacher.encoder.named_parameters())
     assert all(torch.equal(p, enc_t[n]) for n, p in student.encoder.named_parameters())  # encoder untouched
+
+
+def test_training_config_nests_the_one_distillation_config():
+    from dataclasses import fields
+
+    from core.training.cli import compose_recipe
+    from core.training.config import DistillConfig
+    from core.training.run import to_experiment_config
+    from recipes.image.ssdd_m_distill import RECIPE
+
+    sampling_fields = {f.name for f in fields(DistillationConfig)}
+    assert sampling_fields.isdisjoint(f.name for f in fields(DistillConfig))  # composed, not copied
+    cfg = to_experiment_config(compose_recipe(RECIPE, ["distill.sampling.teacher_steps=2", "distill.sampling.power=3"]))
+    assert cfg.distill.sampling == DistillationConfig(teacher_steps=2, grid="power", power=3.0)

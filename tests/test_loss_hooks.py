@@ -21,7 +21,7 @@ from core.training.config import OptimConfig
 from core.training.module import NonFiniteLossError, TokenizerModule
 from modalities.image.dinov2 import DINOV2_WEIGHTS_ENV
 from modalities.image.lpips import LPIPS, VGG16_WEIGHTS_ENV
-from modalities.image.weight_files import MissingWeightsError
+from core.weight_files import MissingWeightsError
 from tests import tiny_token_decoder
 from tests.conftest import tiny_config
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from modalities.image.lpips import LPIPS, VGG16_WEIGHTS_ENV, VGG16Features, bundled_lin_weights, channel_normalize
-from modalities.image.weight_files import MissingWeightsError
+from core.weight_files import MissingWeightsError
 
 
 def random_lpips() -> LPIPS:

@@ -94,3 +94,31 @@ def test_readme_quickstart_runs_and_writes_outputs(tmp_path):
     assert str(out / "metrics.json") in proc.stdout
     header = next(out.glob("logs/csv/version_*/metrics.csv")).read_text().splitlines()[0]
     assert "eval/psnr_steps1" in header and "train/fm" in header
+
+
+FROZEN_CONFIGS = ROOT / "tests" / "data" / "recipe_configs"  # OmegaConf.to_yaml of each recipe before it became deltas
+
+
+def _nest_distillation_sampling(frozen: dict) -> dict:
+    """The frozen files predate ``distill.sampling``: move their flat teacher settings into it."""
+    distill = dict(frozen["distill"])
+    distill["sampling"] = {k: distill.pop(k) for k in ("teacher_steps", "grid", "power")}
+    return {**frozen, "distill": distill}
+
+
+@pytest.mark.parametrize("name", ["quickstart", "dito_cpu_evidence", "ssdd_cpu_evidence"])
+def test_cpu_recipes_as_paper_recipe_plus_deltas_resolve_to_the_frozen_config(name):
+    module = importlib.import_module(f"recipes.image.{name}")
+    frozen = _nest_distillation_sampling(OmegaConf.to_container(OmegaConf.load(FROZEN_CONFIGS / f"{name}.yaml")))
+    assert OmegaConf.to_container(compose_recipe(module.RECIPE)) == frozen
+
+
+def test_overrides_name_the_missing_field():
+    from core.training.config import with_overrides
+
+    base = ExperimentConfig()
+    changed = with_overrides(base, {"optim.lr": 0.5, "data.options": {"cache": True}, "data.options.resize": 64})
+    assert (changed.optim.lr, changed.data.options) == (0.5, {"cache": True, "resize": 64})
+    assert base.optim.lr == 1e-4 and base.data.options == {}  # the base is not changed
+    with pytest.raises(KeyError, match="OptimConfig has no field 'learning_rate'.*lr"):
+        with_overrides(base, {"optim.learning_rate": 1e-3})

@@ -1,4 +1,5 @@
-"""REPA: DINOv2 targets, token grids, gradients, hooks, distillation semantics, clear errors."""
+"""REPA: the core term with any modality's target, DINOv2 targets, token grids, gradients, hooks,
+distillation semantics, clear errors."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import torch.nn.functional as F
 
 from core.builder import ComponentConfig, LossTermConfig, build_autoencoder
 from core.distill import DistillationConfig, distillation_losses, make_student, student_parameters
-from modalities.image.dinov2 import DINOV2_WEIGHTS_ENV, DINOv2Target
-from modalities.image.weight_files import MissingWeightsError
+from core.loss_terms import LossInputs
+from core.registry import LOSS_TERMS
+from core.repa import REPA_TARGETS, repa_term
+from core.weight_files import MissingWeightsError
+from modalities.image.dinov2 import DINOV2_WEIGHTS_ENV, DINOv2Target, dinov2_target
 from tests import tiny_token_decoder
 from tests.conftest import tiny_config
 
@@ -165,3 +169,46 @@ def test_repa_hooks_the_ssdd_decoder_block():
     losses["repa"].backward()
     block_grads = [p.grad for p in model.decoder.get_submodule(name).parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in block_grads)
+
+
+class _SignalTarget(torch.nn.Module):
+    """A 1-D "modality" target: the mean of each token's window, widened to ``hidden_size``."""
+
+    hidden_size = 3
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+        windows = x.mean(1).reshape(x.shape[0], grid[0], -1).mean(-1, keepdim=True)  # (B, N, 1)
+        return torch.cat([windows, windows.abs(), torch.ones_like(windows)], dim=-1)
+
+
+class _SignalDecoder(torch.nn.Module):
+    repa_module, repa_dim, token_stride = "block", 4, 2
+
+
+def test_core_repa_aligns_with_any_registered_target():
+    REPA_TARGETS.add("test_signal_mean", _SignalTarget)
+    try:
+        assert LOSS_TERMS.get("repa") is repa_term  # the term is core's; the image plugin only adds a target
+        term = repa_term(_SignalDecoder(), target="test_signal_mean")
+        x = torch.randn(2, 1, 8, generator=torch.Generator().manual_seed(0))  # 1-D data: 8 samples -> 4 tokens
+        tokens = torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(1))
+        inputs = LossInputs(x=x, reference=x, x_t=x, t=torch.ones(2), prediction=x, x0_hat=x, z=x,
+                            extras={"features": {"block": tokens}})
+        assert term.token_grid(x.shape) == (4,)
+        expected = 1 - F.cosine_similarity(term.projector(tokens), _SignalTarget()(x, (4,)), dim=-1).mean()
+        torch.testing.assert_close(term(inputs), expected)
+    finally:
+        REPA_TARGETS.remove("test_signal_mean")
+
+
+def test_unknown_repa_target_names_the_registered_ones():
+    with pytest.raises(KeyError, match="unknown REPA target network 'nope'.*dinov2"):
+        repa_term(_SignalDecoder(), target="nope")
+
+
+def test_repa_config_keys_reach_the_dinov2_target():
+    assert REPA_TARGETS.get("dinov2") is dinov2_target
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        term = repa_term(_SignalDecoder(), allow_random_weights=True, dino_config_overrides=DINO_TINY)
+    assert isinstance(term.target, DINOv2Target) and term.target.hidden_size == DINO_TINY["hidden_size"]

@@ -41,7 +41,7 @@ def test_recipe_has_the_paper_settings(name, tmp_path):
     elif name.startswith("ssdd_encoder"):
         assert m.encoder.name == "kl_" + name.rsplit("_", 1)[1] and not cfg.init.freeze_encoder and o.lr == 1e-4
     elif name == "ssdd_m_distill":
-        assert cfg.distill.enabled and cfg.distill.teacher_steps == 12 and m.sample_steps == 1 and t.eval_steps == [1]
+        assert cfg.distill.enabled and cfg.distill.sampling.teacher_steps == 12 and m.sample_steps == 1 and t.eval_steps == [1]
         assert o.lr == 1e-4 and t.max_steps == 10 * 5005
     else:
         assert o.lr == 1e-4 and t.max_steps == 100 * 5005 and m.sample_steps == 8
@@ -106,6 +106,6 @@ def test_stages_run_one_cpu_step_each(tmp_path, no_weight_env):
     source, trained = load_file(str(encoder_export / "model.safetensors")), load_file(str(pretrain.export_dir / "model.safetensors"))
     assert all(torch.equal(source[k], trained[k]) for k in source if k.startswith("encoder."))
     # stage 3: distillation of the stage-1 export into a one-step student
-    distill = run_stage("ssdd_m_distill", tmp_path / "dist", **{"distill.teacher": pretrain.export_dir, "distill.teacher_steps": 2})
+    distill = run_stage("ssdd_m_distill", tmp_path / "dist", **{"distill.teacher": pretrain.export_dir, "distill.sampling.teacher_steps": 2})
     _, mse = read_loss_curve(distill.metrics_csv, "train/distill_mse")
     assert math.isfinite(mse[0]) and distill.module.autoencoder.sampling.num_steps == 1

@@ -13,7 +13,8 @@ from core.pretrained import CheckpointMismatchError, from_pretrained
 from core.registry import LOSS_TERMS
 from core.training.config import DataConfig, EMAConfig, ExperimentConfig, OptimConfig, TrainerConfig
 from core.training.module import NonFiniteLossError
-from core.training.run import per_device_batch_size, train
+from core.training.run import train
+from core.training.skeleton import per_device_batch_size
 from tests.conftest import tiny_config
 
 
@@ -155,7 +156,7 @@ def test_ema_warmup_and_start_step():
 
 
 def test_precision_auto_is_fp32_on_cpu():
-    from core.training.run import resolve_precision
+    from core.training.skeleton import resolve_precision
 
     expected = "bf16-mixed" if torch.cuda.is_available() else "32-true"
     assert resolve_precision("auto") == expected and resolve_precision("16-mixed") == "16-mixed"
@@ -258,3 +259,30 @@ def test_random_shorter_side_scale_augmentation():
     assert {fixed.target_side(rng) for _ in range(10)} == {96}
     assert ImageTransform(64, 96, train=False, resize_max=192).target_side(rng) == 96  # eval never rescales
     assert scaled(image, rng).shape == (3, 64, 64)
+
+
+def _frozen_child_is_kept_out(module, name: str) -> None:
+    child = getattr(module, name)
+    assert list(child.parameters()) == [] and child.state_dict() == {}
+    assert not [k for k in module.state_dict() if k.startswith(f"{name}.")]  # never in checkpoints
+    assert {id(p) for p in module.parameters()} == {id(p) for p in module.trained_model.parameters()}  # nothing else trains
+    module.train()
+    assert module.trained_model.training and not any(m.training for m in child.modules())  # eval across .train()
+
+
+def test_teacher_and_tokenizer_are_frozen_children_of_both_modules():
+    from core.builder import ComponentConfig, build_autoencoder
+    from core.generation.config import GeneratorConfig, build_generator
+    from core.training.generator_module import GeneratorModule
+    from core.training.module import TokenizerModule
+
+    teacher, student = build_autoencoder(tiny_config()), build_autoencoder(tiny_config())
+    expected = {k: v.clone() for k, v in teacher.state_dict().items()}
+    distilling = TokenizerModule(student, OptimConfig(), teacher=teacher)
+    _frozen_child_is_kept_out(distilling, "teacher")
+    frozen_values = dict(distilling.teacher.named_buffers())
+    assert all(torch.equal(frozen_values[k], v) for k, v in expected.items())  # frozen, not reset
+
+    generator = build_generator(GeneratorConfig(net=ComponentConfig("dit_tiny_2"), latent_size=[4, 4], num_classes=2))
+    on_the_fly = GeneratorModule(generator, OptimConfig(), tokenizer=build_autoencoder(tiny_config()))
+    _frozen_child_is_kept_out(on_the_fly, "tokenizer")

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from core.builder import build_autoencoder
 from core.pretrained import CheckpointMismatchError, save_pretrained
+from core.distill import DistillationConfig
 from core.training.config import DistillConfig, InitConfig
 from core.training.run import train
 from tests.conftest import tiny_config
@@ -55,11 +56,11 @@ def test_init_weights_must_match_the_model(tmp_path, demo_dir, source_export):
 def test_distillation_run_trains_a_one_step_student_from_the_teacher(tmp_path, demo_dir, source_export):
     cfg = tiny_experiment(tmp_path, demo_dir, max_steps=3, preview_every_n_steps=0, eval_every_n_steps=3, eval_steps=[1])
     cfg.model.sample_steps = 1
-    cfg.distill = DistillConfig(enabled=True, teacher=str(source_export), teacher_steps=3)
+    cfg.distill = DistillConfig(enabled=True, teacher=str(source_export), sampling=DistillationConfig(teacher_steps=3))
     result = train(cfg)
     module = result.module
     assert module.teacher is not None and not module.teacher.training
-    assert all(not p.requires_grad for p in module.teacher.parameters())
+    assert list(module.teacher.parameters()) == []  # frozen: constants only, nothing for the optimiser
     source, student = _weights(source_export), _weights(result.export_dir)
     assert all(torch.equal(source[k], student[k]) for k in source if k.startswith("encoder."))  # encoder frozen
     changed = [k for k in source if k.startswith("decoder.") and not torch.equal(source[k], student[k])]
@@ -86,7 +87,7 @@ class CaptureStartWeights(L.Callback):
 def test_distillation_resumes_from_a_checkpoint_without_the_teacher(tmp_path, demo_dir, source_export):
     def cfg(max_steps, resume=None):
         c = tiny_experiment(tmp_path, demo_dir, max_steps=max_steps, preview_every_n_steps=0, checkpoint_every_n_steps=2, resume=resume)
-        c.distill = DistillConfig(enabled=True, teacher=str(source_export), teacher_steps=2)
+        c.distill = DistillConfig(enabled=True, teacher=str(source_export), sampling=DistillationConfig(teacher_steps=2))
         return c
 
     first = train(cfg(2))

@@ -1,9 +1,11 @@
-"""Frozen helper networks (perceptual / representation targets) that are not part of the model.
+"""Frozen networks that are not part of the trained model: perceptual / representation targets,
+a distillation teacher, the tokenizer under a latent generator.
 
 A frozen network's tensors are turned into *non-persistent buffers*: they move with ``.to()`` but
 are not trainable parameters, are not seen by optimisers, EMA or gradient clipping, and never
 appear in ``state_dict()`` (checkpoints, exports). Frozen modules also stay in eval mode when the
-surrounding model is switched to ``train()``.
+surrounding model is switched to ``train()`` (:class:`FrozenModule` by itself; a module frozen with
+:func:`freeze_as_buffers` when its owner calls :func:`keep_frozen_in_eval`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["freeze_as_buffers", "FrozenModule", "frozen_buffer_names"]
+__all__ = ["freeze_as_buffers", "FrozenModule", "frozen_buffer_names", "keep_frozen_in_eval"]
 
 FROZEN_MARK = "is_frozen_network"  # class-level/instance flag; marks a frozen subtree root
 
@@ -63,3 +65,14 @@ def frozen_buffer_names(model: nn.Module) -> list[str]:
         if getattr(sub, FROZEN_MARK, False):
             names.extend(f"{prefix}.{n}" if prefix else n for n, _ in sub.named_buffers())
     return sorted(set(names))
+
+
+def keep_frozen_in_eval(model: nn.Module) -> None:
+    """Put every frozen subtree of ``model`` back in eval mode; call it after ``model.train(mode)``.
+
+    ``nn.Module.train`` recurses into every child, so a frozen network without its own ``train``
+    override would otherwise switch dropout or batch-norm statistics on.
+    """
+    for sub in model.modules():
+        if getattr(sub, FROZEN_MARK, False):
+            sub.eval()

@@ -1,7 +1,9 @@
-"""Shared LightningModule plumbing: one trained model, an optional weight EMA, finite-loss checks.
+"""Shared LightningModule plumbing: one trained model, frozen helper networks, an optional weight
+EMA, the per-time loss monitor, finite-loss checks and the training-loss logging.
 
-Subclasses (tokenizer, latent generator) name their trained submodule with ``model_attribute`` and
-only add their own ``training_step``. No math here.
+Subclasses (tokenizer, latent generator) name their trained submodule with ``model_attribute``,
+assign their frozen networks with :func:`core.nets.frozen.freeze_as_buffers` and only add their own
+``training_step``. No math here.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from core.ema import EMA
+from core.flow.loss import TimeBucketLoss
+from core.nets.frozen import frozen_buffer_names, keep_frozen_in_eval
 from core.training.config import EMAConfig, OptimConfig
 from core.training.optim import build_optimizer
 
@@ -27,18 +32,33 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class EMATrainingModule(L.LightningModule):
-    """Optimiser + EMA wiring around the submodule named ``model_attribute``."""
+    """Optimiser + EMA wiring around the submodule named ``model_attribute``.
+
+    Frozen networks (marked by :func:`core.nets.frozen.freeze_as_buffers` or wrapped in
+    ``FrozenModule``) hold only non-persistent buffers, so they never reach checkpoints or the
+    optimiser; this module keeps them in eval mode whenever it is switched to ``train()``.
+    """
 
     model_attribute = "model"
 
-    def setup_training(self, model: nn.Module, optim: OptimConfig, ema: EMAConfig | None) -> None:
-        """Call from ``__init__`` after assigning ``model`` to ``self.<model_attribute>``."""
+    def setup_training(self, model: nn.Module, optim: OptimConfig, ema: EMAConfig | None, loss_buckets: int = 10) -> None:
+        """Call at the end of ``__init__``, after assigning ``model`` to ``self.<model_attribute>`` and
+        every frozen network (they are told apart from trained weights here)."""
         self.optim_config = optim
         self.ema = EMA(model, ema.decay, ema.start_step, ema.warmup) if ema is not None and ema.enabled else None
+        self.loss_by_time = TimeBucketLoss(loss_buckets)
+        frozen = frozen_buffer_names(self)
+        if frozen:  # frozen networks are the same constants on every rank: DDP must not broadcast them each step
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, frozen)
 
     @property
     def trained_model(self) -> nn.Module:
         return getattr(self, self.model_attribute)
+
+    def train(self, mode: bool = True) -> "EMATrainingModule":
+        super().train(mode)
+        keep_frozen_in_eval(self)  # a teacher or tokenizer samples/encodes deterministically, always
+        return self
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return build_optimizer(self.trained_model, self.optim_config)
@@ -51,6 +71,25 @@ class EMATrainingModule(L.LightningModule):
                 f"non-finite loss at step {self.global_step}: {bad}. Lower the learning rate, enable gradient "
                 f"clipping (optim.grad_clip) or check the data for corrupt samples; resume from the last checkpoint."
             )
+
+    def log_training_losses(self, losses: dict[str, Tensor]) -> Tensor:
+        """Check and log one step's losses; return ``losses["loss"]`` to optimise.
+
+        Scalars are logged as ``train/<name>`` (and ``loss`` on the progress bar). Objectives that
+        return ``t`` and ``fm_per_sample`` also feed the per-time monitor, logged as ``train_t/*``
+        every ``trainer.log_every_n_steps`` steps.
+        """
+        scalars = {k: v for k, v in losses.items() if v.ndim == 0}
+        self.check_finite(scalars)
+        self.log_dict({f"train/{k}": v.detach() for k, v in scalars.items()}, on_step=True, on_epoch=False)
+        self.log("loss", scalars["loss"].detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        if "fm_per_sample" in losses:
+            self.loss_by_time.update(losses["t"], losses["fm_per_sample"])
+            if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
+                by_t = self.loss_by_time.compute()
+                self.log_dict({f"train_t/{k}": v for k, v in by_t.items() if torch.isfinite(v)}, on_step=True, on_epoch=False)
+                self.loss_by_time.reset()
+        return losses["loss"]
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         steps_done = self.global_step + 1  # counting this one (read before Lightning increments it)

@@ -15,10 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import hydra
 from hydra import compose, initialize
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
+from core.training.run import train
 
 __all__ = ["Recipe", "register_recipe", "compose_recipe", "run_recipe"]
 
@@ -53,10 +55,6 @@ def compose_recipe(recipe: Recipe, overrides: list[str] | None = None) -> DictCo
 
 def run_recipe(recipe: Recipe, argv: list[str] | None = None) -> None:
     """Run ``recipe`` as a Hydra application; outputs go to the config's ``output_dir``."""
-    import hydra
-
-    from core.training.run import train
-
     register_recipe(recipe)
     args = list(sys.argv[1:] if argv is None else argv)
     if not any(a.startswith("hydra.run.dir=") for a in args):

@@ -1,17 +1,24 @@
 """Structured experiment configs (dataclasses; Hydra ConfigStore nodes in recipes).
 
 ``ExperimentConfig`` composes the model (:class:`core.builder.AutoencoderConfig`), data, optimiser,
-EMA and trainer settings. Recipes build one and change only their deltas.
+EMA and trainer settings. Recipes build one and change only their deltas (:func:`with_overrides`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from core.builder import AutoencoderConfig
+from core.distill import DistillationConfig
 
-__all__ = ["DataConfig", "OptimConfig", "EMAConfig", "InitConfig", "DistillConfig", "TrainerConfig", "ExperimentConfig"]
+__all__ = [
+    "DataConfig", "OptimConfig", "EMAConfig", "InitConfig", "DistillConfig", "TrainerConfig", "ExperimentConfig", "with_overrides",
+]
+
+ConfigT = TypeVar("ConfigT")
 
 
 @dataclass
@@ -63,14 +70,12 @@ class InitConfig:
 @dataclass
 class DistillConfig:
     """Single-step distillation (SSDD §4): the student starts from ``teacher`` and learns its
-    ``teacher_steps``-step Euler samples in one step."""
+    multi-step samples (``sampling``, the core's :class:`DistillationConfig`) in one step."""
 
     enabled: bool = False
     teacher: Optional[str] = None  # save_pretrained folder of the multi-step model (its EMA export)
-    teacher_steps: int = 12
-    grid: str = "power"
-    power: float = 2.0
     train_encoder: bool = False
+    sampling: DistillationConfig = field(default_factory=DistillationConfig)
 
 
 @dataclass
@@ -109,3 +114,31 @@ class ExperimentConfig:
     init: InitConfig = field(default_factory=InitConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def with_overrides(config: ConfigT, overrides: Mapping[str, Any]) -> ConfigT:
+    """A copy of the dataclass ``config`` with each dotted key set to its value, in order.
+
+    ``{"optim.lr": 1e-3, "data.options": {...}}`` replaces those fields (a value replaces the whole
+    field, dicts included); later keys may refine earlier ones. ``config`` itself is not changed.
+
+    Raises:
+        KeyError: a key names no field; the message lists the fields at that level.
+    """
+    for key, value in overrides.items():
+        config = _replaced(config, key.split("."), value, key)
+    return config
+
+
+def _replaced(node: Any, path: list[str], value: Any, key: str) -> Any:
+    head, rest = path[0], path[1:]
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        names = [f.name for f in dataclasses.fields(node)]
+        if head not in names:
+            raise KeyError(f"override '{key}': {type(node).__name__} has no field '{head}'; fields: {', '.join(names)}")
+        return dataclasses.replace(node, **{head: _replaced(getattr(node, head), rest, value, key) if rest else value})
+    if isinstance(node, Mapping):
+        if rest and head not in node:
+            raise KeyError(f"override '{key}': no key '{head}' to descend into; keys: {', '.join(map(str, node))}")
+        return {**node, head: _replaced(node[head], rest, value, key) if rest else value}
+    raise KeyError(f"override '{key}': '{head}' is inside a {type(node).__name__}, which has no fields to set")

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from core.autoencoder import DiffusionAutoencoder
-from core.flow.loss import TimeBucketLoss
 from core.generation.objective import UNLABELLED, LatentGenerator
+from core.nets.frozen import freeze_as_buffers
 from core.training.base_module import EMATrainingModule
 from core.training.config import EMAConfig, OptimConfig
 
@@ -52,7 +52,8 @@ class GeneratorModule(EMATrainingModule):
         generator: the latent generator (:func:`core.generation.build_generator`).
         optim: optimiser settings (DiTo: AdamW 1e-4, no weight decay).
         ema: EMA settings.
-        tokenizer: frozen tokenizer for on-the-fly encoding (left out of checkpoints); None with cached latents.
+        tokenizer: tokenizer for on-the-fly encoding, frozen here (eval mode, not in checkpoints); None with
+            cached latents.
         loss_buckets: number of time buckets for the ``loss_t*`` monitor.
     """
 
@@ -69,39 +70,15 @@ class GeneratorModule(EMATrainingModule):
     ) -> None:
         super().__init__()
         self.generator = generator
-        self.setup_training(generator, optim, ema)
-        self.tokenizer = tokenizer.requires_grad_(False).eval() if tokenizer is not None else None
-        self.loss_by_time = TimeBucketLoss(loss_buckets)
-
-    def train(self, mode: bool = True) -> "GeneratorModule":
-        super().train(mode)
-        if self.tokenizer is not None:
-            self.tokenizer.eval()  # frozen: always in inference mode
-        return self
+        self.tokenizer = freeze_as_buffers(tokenizer) if tokenizer is not None else None  # reloaded from its folder
+        self.setup_training(generator, optim, ema, loss_buckets)
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         z, labels = batch_latents(batch, self.tokenizer)
-        losses = self.generator.training_losses(self.generator.config.latent_stats.normalize(z), labels)
-        scalars = {k: v for k, v in losses.items() if v.ndim == 0}
-        self.check_finite(scalars)
-        self.loss_by_time.update(losses["t"], losses["fm_per_sample"])
-        self.log_dict({f"train/{k}": v.detach() for k, v in scalars.items()}, on_step=True, on_epoch=False)
-        self.log("loss", scalars["loss"].detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
-        if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
-            by_t = self.loss_by_time.compute()
-            self.log_dict({f"train_t/{k}": v for k, v in by_t.items() if torch.isfinite(v)}, on_step=True, on_epoch=False)
-            self.loss_by_time.reset()
-        return losses["loss"]
+        return self.log_training_losses(self.generator.training_losses(self.generator.config.latent_stats.normalize(z), labels))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint.get("state_dict", {})
-        for key in [k for k in state if k.startswith("tokenizer.")]:
-            del state[key]  # frozen and reloaded from the tokenizer folder
         checkpoint["difftok_generator"] = {"net": self.generator.config.net.name}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint.setdefault("state_dict", {})
-        if self.tokenizer is not None:
-            for key, value in self.tokenizer.state_dict().items():
-                state.setdefault(f"tokenizer.{key}", value)
-        self.reconcile_ema(state)
+        self.reconcile_ema(checkpoint.setdefault("state_dict", {}))

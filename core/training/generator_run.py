@@ -8,25 +8,25 @@ Writes, under ``cfg.output_dir``: ``checkpoints/`` (exact resume), ``export/`` (
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from core.autoencoder import DiffusionAutoencoder
 from core.generation.config import GeneratorConfig, build_generator
 from core.generation.objective import LatentGenerator
 from core.generation.pretrained import save_generator
 from core.generation.sampling import sample_and_decode
+from core.latent.cache import make_latent_dataloader, read_latent_index
 from core.modality import get_modality
 from core.pretrained import from_pretrained
 from core.training.generator_config import GeneratorExperimentConfig, GeneratorSampleConfig
 from core.training.generator_module import GeneratorModule
-from core.training.run import TrainResult, build_trainer, finish_run, per_device_batch_size, resolve_resume, standard_callbacks
+from core.training.skeleton import RunParts, TrainResult, run_experiment, to_structured_config
 
 __all__ = ["train_generator", "to_generator_config", "resolve_generator_config", "decode_samples"]
 
@@ -35,10 +35,7 @@ log = logging.getLogger("difftok")
 
 def to_generator_config(cfg: GeneratorExperimentConfig | DictConfig | dict) -> GeneratorExperimentConfig:
     """Accept a dataclass, an OmegaConf node or a dict; return a validated, resolved dataclass."""
-    if isinstance(cfg, GeneratorExperimentConfig):
-        cfg = OmegaConf.structured(cfg)
-    node = OmegaConf.merge(OmegaConf.structured(GeneratorExperimentConfig), cfg)
-    return OmegaConf.to_object(node)  # type: ignore[return-value]
+    return to_structured_config(GeneratorExperimentConfig, cfg)
 
 
 class CachedLatentData(L.LightningDataModule):
@@ -49,8 +46,6 @@ class CachedLatentData(L.LightningDataModule):
         self.path, self.batch_size, self.seed, self.num_workers = path, batch_size, seed, num_workers
 
     def train_dataloader(self) -> Any:
-        from core.latent.cache import make_latent_dataloader
-
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
         return make_latent_dataloader(
             self.path, self.batch_size, seed=self.seed, num_workers=self.num_workers, rank=rank, world_size=world
@@ -61,8 +56,6 @@ def resolve_generator_config(cfg: GeneratorExperimentConfig, tokenizer: Diffusio
     """The generator config with latent channels/grid/statistics taken from the tokenizer (and cache)."""
     gcfg = cfg.generator
     if cfg.latents:
-        from core.latent.cache import read_latent_index
-
         index = read_latent_index(cfg.latents)
         channels, *grid = (int(s) for s in index.latent_shape)
         if index.num_classes and index.num_classes > gcfg.num_classes:
@@ -106,17 +99,17 @@ def train_generator(cfg: GeneratorExperimentConfig | DictConfig | dict, *, callb
     cfg = to_generator_config(cfg)
     if not cfg.tokenizer:
         raise ValueError("tokenizer=<save_pretrained folder> is required: the generator models that tokenizer's latents")
-    start = time.perf_counter()
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    return run_experiment(cfg, _generator_parts, callbacks=callbacks)
 
+
+def _generator_parts(cfg: GeneratorExperimentConfig, local_batch: int) -> RunParts:
+    """Datamodule (cached latents or data), GeneratorModule, and the export with decoded preview samples.
+
+    Fills ``cfg.generator`` with the tokenizer's latent channels, grid and statistics.
+    """
     tokenizer = from_pretrained(cfg.tokenizer)
     modality = get_modality(tokenizer.config.modality)
     cfg.generator = resolve_generator_config(cfg, tokenizer)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    tcfg = cfg.trainer
-    local_batch = per_device_batch_size(cfg.data.batch_size, tcfg.devices, tcfg.num_nodes, tcfg.accelerator)
     if cfg.latents:
         datamodule: Any = CachedLatentData(cfg.latents, local_batch, cfg.seed, cfg.data.num_workers)
         module_tokenizer = None  # cached latents: the tokenizer is only needed for previews
@@ -127,20 +120,16 @@ def train_generator(cfg: GeneratorExperimentConfig | DictConfig | dict, *, callb
     log.info("generator %s: %.2fM parameters", cfg.generator.net.name, sum(p.numel() for p in generator.parameters()) / 1e6)
     module = GeneratorModule(generator, cfg.optim, cfg.ema, tokenizer=module_tokenizer)
 
-    ckpt_dir = out / "checkpoints"
-    all_callbacks = standard_callbacks(tcfg, ckpt_dir) + list(callbacks or [])
-    trainer, csv_logger = build_trainer(tcfg, all_callbacks, out, grad_clip=cfg.optim.grad_clip)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(tcfg.resume, ckpt_dir))
-
-    export_dir = out / "export"
-    previews: list[Path] = []
-    if trainer.is_global_zero:
+    def export(trainer: L.Trainer, trained: GeneratorModule, export_dir: Path) -> list[Path]:
         exported = build_generator(cfg.generator)
-        exported.load_state_dict(module.export_state_dict())
+        exported.load_state_dict(trained.export_state_dict())
         save_generator(exported.eval(), export_dir, extra={"global_step": trainer.global_step, "experiment": cfg.name})
-        if cfg.sample.count > 0 and modality.write_samples is not None:
-            labels = torch.arange(cfg.sample.count) % max(1, cfg.generator.num_classes)
-            samples = decode_samples(exported.eval(), tokenizer, labels, cfg.sample)
-            (out / "samples").mkdir(parents=True, exist_ok=True)
-            previews.append(modality.write_samples(samples, out / "samples" / f"step_{trainer.global_step:07d}{modality.preview_suffix}"))
-    return finish_run(trainer, csv_logger, out, start, cfg.name, previews=previews, module=module, datamodule=datamodule)
+        if cfg.sample.count <= 0 or modality.write_samples is None:
+            return []
+        labels = torch.arange(cfg.sample.count) % max(1, cfg.generator.num_classes)
+        samples = decode_samples(exported.eval(), tokenizer, labels, cfg.sample)
+        samples_dir = Path(cfg.output_dir) / "samples"
+        samples_dir.mkdir(parents=True, exist_ok=True)
+        return [modality.write_samples(samples, samples_dir / f"step_{trainer.global_step:07d}{modality.preview_suffix}")]
+
+    return RunParts(module=module, datamodule=datamodule, export=export)

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict
 from typing import Any
 
-import torch
 from torch import Tensor
-from torch.nn.parallel import DistributedDataParallel
 
 from core.autoencoder import DiffusionAutoencoder
 from core.distill import DistillationConfig, distillation_losses
-from core.flow.loss import TimeBucketLoss
-from core.nets.frozen import frozen_buffer_names
+from core.nets.frozen import freeze_as_buffers
 from core.pretrained import CheckpointMismatchError
 from core.training.base_module import EMATrainingModule, NonFiniteLossError
 from core.training.config import EMAConfig, OptimConfig
 
 __all__ = ["TokenizerModule", "NonFiniteLossError"]
-
-log = logging.getLogger("difftok")
 
 
 def batch_data(batch: Any) -> Tensor:
@@ -41,7 +35,7 @@ class TokenizerModule(EMATrainingModule):
         optim: optimiser settings.
         ema: EMA settings.
         loss_buckets: number of time buckets for the ``loss_t*`` monitor.
-        teacher: frozen multi-step model to distill (kept in eval mode, left out of checkpoints).
+        teacher: multi-step model to distill; frozen here (eval mode, no parameters, not in checkpoints).
         distill: teacher sampling settings.
         distill_train_encoder: let distillation update the student's encoder.
     """
@@ -61,20 +55,10 @@ class TokenizerModule(EMATrainingModule):
     ) -> None:
         super().__init__()
         self.autoencoder = autoencoder
-        self.setup_training(autoencoder, optim, ema)
-        self.loss_by_time = TimeBucketLoss(loss_buckets)
-        self.teacher = teacher.requires_grad_(False).eval() if teacher is not None else None
+        self.teacher = freeze_as_buffers(teacher) if teacher is not None else None  # reloaded from distill.teacher
         self.distill_config = distill or DistillationConfig()
         self.distill_train_encoder = distill_train_encoder
-        frozen = frozen_buffer_names(self)
-        if frozen:  # frozen loss networks are the same constants on every rank: DDP must not broadcast them each step
-            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, frozen)
-
-    def train(self, mode: bool = True) -> "TokenizerModule":
-        super().train(mode)
-        if self.teacher is not None:
-            self.teacher.eval()  # the teacher samples deterministically in eval mode, always
-        return self
+        self.setup_training(autoencoder, optim, ema, loss_buckets)
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x = batch_data(batch)
@@ -84,31 +68,14 @@ class TokenizerModule(EMATrainingModule):
             )
         else:
             losses = self.autoencoder.training_losses(x)
-        scalars = {k: v for k, v in losses.items() if v.ndim == 0}
-        self.check_finite(scalars)
-        if "fm_per_sample" in losses:
-            self.loss_by_time.update(losses["t"], losses["fm_per_sample"])
-        self.log_dict({f"train/{k}": v.detach() for k, v in scalars.items()}, prog_bar=False, on_step=True, on_epoch=False)
-        self.log("loss", scalars["loss"].detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
-        if self.teacher is None and (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
-            by_t = self.loss_by_time.compute()
-            self.log_dict({f"train_t/{k}": v for k, v in by_t.items() if torch.isfinite(v)}, on_step=True, on_epoch=False)
-            self.loss_by_time.reset()
-        return losses["loss"]
+        return self.log_training_losses(losses)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         config = self.autoencoder.config
         checkpoint["difftok"] = {"autoencoder": asdict(config) if config is not None else None}
-        state = checkpoint.get("state_dict", {})
-        for key in [k for k in state if k.startswith("teacher.")]:
-            del state[key]  # frozen and reloaded from distill.teacher: not worth a second copy
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._check_same_model(checkpoint)
-        if self.teacher is not None:
-            state = checkpoint.setdefault("state_dict", {})
-            for key, value in self.teacher.state_dict().items():
-                state.setdefault(f"teacher.{key}", value)
         self.reconcile_ema(checkpoint.get("state_dict", {}))
 
     def _check_same_model(self, checkpoint: dict[str, Any]) -> None:

@@ -4,8 +4,8 @@ Registers the ``image`` modality (folder / bundled-demo data, PNG previews, PSNR
 8-bit images, FID Inception features, the offline tools' image settings), the DiTo presets
 (:mod:`modalities.image.dito`: encoder ``ldm_f8c4``, decoders ``dito_tiny/b/l/xl`` — the core's
 dimension-generic ``conv_encoder``/``unet_decoder`` at fixed sizes), SSDD's U-ViT decoders
-(``ssdd_*``) and KL encoders (``kl_f8c4``, ``kl_f16c4``), and the image loss terms ``lpips``
-(LPIPS-VGG16) and ``repa`` (DINOv2 alignment).
+(``ssdd_*``) and KL encoders (``kl_f8c4``, ``kl_f16c4``), and the image loss term ``lpips``
+(LPIPS-VGG16) and the DINOv2 target of core's ``repa`` term.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 from core.modality import Modality, ToolSettings
 from core.registry import MODALITIES
 from modalities.image import dito  # noqa: F401  (registers the DiTo encoder/decoders)
-from modalities.image import lpips as _lpips_term, repa as _repa_term  # noqa: F401  (register loss terms)
+from modalities.image import dinov2 as _dinov2_target  # noqa: F401  (registers the REPA target 'dinov2')
+from modalities.image import lpips as _lpips_term  # noqa: F401  (registers the loss term 'lpips')
 from modalities.image.data import ImageDataModule, ImageFolderDataset
 from modalities.image.eval_suite import ImageEvalSettings, select_image_samples
 from modalities.image.fid import image_feature_extractor

@@ -1,5 +1,7 @@
 """Frozen DINOv2 patch-token targets for REPA (``transformers.Dinov2Model``; never downloaded).
 
+Registered as the REPA target ``dinov2`` (:data:`core.repa.REPA_TARGETS`), SSDD's choice.
+
 Real weights come from a local Hugging Face folder (``config.json`` + ``model.safetensors`` of
 ``facebook/dinov2-base``) given as ``weights`` or ``$DIFFTOK_DINOV2_WEIGHTS``. Random weights
 (``Dinov2Config()`` = ViT-B/14, optionally overridden for tiny tests) only with
@@ -16,9 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.nets.frozen import FrozenModule
-from modalities.image.weight_files import MissingWeightsError, resolve_weights_path
+from core.repa import REPA_TARGETS
+from core.weight_files import MissingWeightsError, resolve_weights_path
 
-__all__ = ["DINOv2Target", "DINOV2_WEIGHTS_ENV", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["DINOv2Target", "dinov2_target", "DINOV2_WEIGHTS_ENV", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 DINOV2_WEIGHTS_ENV = "DIFFTOK_DINOV2_WEIGHTS"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -89,3 +92,12 @@ class DINOv2Target(nn.Module):
         if tokens.shape[1] != grid[0] * grid[1]:  # pragma: no cover - guards a DINO layout change
             raise RuntimeError(f"DINOv2 returned {tokens.shape[1]} patch tokens for a {grid} grid")
         return tokens.float()
+
+
+@REPA_TARGETS.register("dinov2")
+def dinov2_target(
+    dino_weights: str | None = None, allow_random_weights: bool = False, dino_config_overrides: dict[str, Any] | None = None
+) -> DINOv2Target:
+    """The REPA target of ``model.loss_terms.repa.kwargs`` (``dino_weights``: local Hugging Face folder,
+    default ``$DIFFTOK_DINOV2_WEIGHTS``; ``dino_config_overrides`` only shrinks a random DINO for tests)."""
+    return DINOv2Target(dino_weights, allow_random_weights=allow_random_weights, config_overrides=dino_config_overrides)

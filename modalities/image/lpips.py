@@ -25,7 +25,7 @@ from core.loss_terms import LossInputs, LossTerm
 from core.nets.frozen import freeze_as_buffers
 from core.registry import LOSS_TERMS
 from core.weight_import import import_state_dict
-from modalities.image.weight_files import MissingWeightsError, load_tensor_file, resolve_weights_path
+from core.weight_files import MissingWeightsError, load_tensor_file, resolve_weights_path
 
 __all__ = ["LPIPS", "LPIPSLoss", "VGG16Features", "channel_normalize", "VGG16_WEIGHTS_ENV", "bundled_lin_weights"]
 

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.training.run import TrainResult, to_experiment_config
+from core.training.run import to_experiment_config
+from core.training.skeleton import TrainResult
 
 __all__ = ["write_reconstruction_report", "eval_history"]
 

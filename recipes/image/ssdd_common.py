@@ -26,6 +26,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from core.distill import DistillationConfig
 from core.training.cli import Recipe
 from core.training.config import (
     DataConfig,
@@ -71,7 +72,7 @@ def ssdd_experiment(stage: str, size: str = "m", *, encoder: str = "f8c4", name:
         ),
         ema=EMAConfig(enabled=True, decay=0.999, start_step=0 if distilled else EMA_START, warmup=True),
         init=InitConfig(freeze_encoder=stage == "pretrain"),
-        distill=DistillConfig(enabled=distilled, teacher_steps=12, grid="power", power=2.0),
+        distill=DistillConfig(enabled=distilled, sampling=DistillationConfig(teacher_steps=12, grid="power", power=2.0)),
         trainer=TrainerConfig(
             max_steps=epochs * STEPS_PER_EPOCH, precision="auto", log_every_n_steps=100,
             checkpoint_every_n_steps=STEPS_PER_EPOCH, preview_every_n_steps=4 * STEPS_PER_EPOCH, preview_count=8,

@@ -20,43 +20,44 @@ from typing import Any
 
 from core.builder import ComponentConfig
 from core.training.cli import Recipe, run_recipe
-from core.training.config import DataConfig, DistillConfig, EMAConfig, ExperimentConfig, OptimConfig, TrainerConfig
-from core.training.run import TrainResult
-from modalities.image.ssdd.config import ssdd_config
+from core.training.config import ExperimentConfig, with_overrides
+from core.training.skeleton import TrainResult
+from recipes.image.cpu_demo import CPU_DEMO_DELTAS
+from recipes.image.report import write_reconstruction_report
+from recipes.image.ssdd_common import ssdd_experiment
 
 EVAL_STEPS = (1, 8)
 REDUCED_DECODER = {"channels": 16, "channels_mult": [1, 2, 3, 3], "num_layers": 4, "heads": 2, "num_groups": 8}
 REDUCED_ENCODER = {"base_channels": 16, "channels_mult": [1, 2, 4, 4], "num_res_blocks": 1, "num_groups": 8}
 
+# SSDD's stage 0 (encoder and decoder trained jointly, paper objective and optimiser), reduced
+SSDD_CPU_DELTAS = {
+    **CPU_DEMO_DELTAS,
+    "output_dir": "outputs/${name}",  # follows name= (e.g. the distilled student in the docstring)
+    "model.encoder": ComponentConfig("conv_encoder", dict(REDUCED_ENCODER)),  # the KL f8 encoder at 1/8 width
+    "model.decoder": ComponentConfig("ssdd_tiny", dict(REDUCED_DECODER)),  # the U-ViT layout, narrower and shallower
+    "model.loss_terms": {},  # no real VGG16 / DINOv2 weights here: LPIPS and REPA would only add noise
+    "data.size": 64,  # 64² crops from a shorter side drawn in [96, 128] (the paper's [s, 2s] rule, scaled)
+    "data.batch_size": 8,
+    "data.options": {"resize": 96, "resize_max": 128, "eval_size": 128, "eval_resize": 128, "samples_per_epoch": 512, "cache": True},
+    "optim.lr": 8e-4,  # the paper's decoder pre-training rate, not stage 0's 1e-4: 400 steps must show progress
+    "ema.start_step": 0,  # the EMA must start well before step 400 (paper: 50K)
+    "trainer.max_steps": 400,
+    "trainer.checkpoint_every_n_steps": 100,
+    "trainer.preview_every_n_steps": 400,
+    "trainer.preview_steps": 8,  # the paper's 8-step decode
+    "trainer.eval_every_n_steps": 100,
+    "trainer.eval_steps": [1, 8],  # one and eight steps: the gap distillation closes
+}
+
 
 def build_config() -> ExperimentConfig:
-    """Reduced SSDD on 64² crops of the bundled photographs (held out: chelsea, coffee at 128²)."""
-    model = ssdd_config("tiny", lpips_weight=0.0, repa_weight=0.0, decoder_kwargs=dict(REDUCED_DECODER), sample_steps=8)
-    model.encoder = ComponentConfig("conv_encoder", dict(REDUCED_ENCODER))
-    return ExperimentConfig(
-        name="ssdd_cpu_evidence",
-        seed=0,
-        output_dir="outputs/${name}",
-        model=model,
-        data=DataConfig(
-            demo=True, size=64, batch_size=8, num_workers=0,
-            options={"resize": 96, "resize_max": 128, "eval_size": 128, "eval_resize": 128, "samples_per_epoch": 512, "cache": True},
-        ),
-        optim=OptimConfig(name="radam_schedulefree", lr=8e-4, weight_decay=1e-2, no_decay_patterns=["*bias*"], grad_clip=0.1),
-        ema=EMAConfig(enabled=True, decay=0.999, start_step=0, warmup=True),
-        distill=DistillConfig(enabled=False, teacher_steps=12, grid="power", power=2.0),
-        trainer=TrainerConfig(
-            max_steps=400, accelerator="cpu", devices=1, log_every_n_steps=10,
-            checkpoint_every_n_steps=100, preview_every_n_steps=400, preview_count=2, preview_steps=8,
-            eval_every_n_steps=100, eval_steps=[1, 8],
-        ),
-    )
+    """Reduced SSDD: :func:`ssdd_experiment` (stage 0, SSDD-M) plus :data:`SSDD_CPU_DELTAS`."""
+    return with_overrides(ssdd_experiment("encoder", "m", name="ssdd_cpu_evidence"), SSDD_CPU_DELTAS)
 
 
 def write_report(cfg: Any, result: TrainResult) -> dict[str, Any]:
     """Held-out PSNR/SSIM with 1 and 8 Euler steps (power-2 grid), loss plot, metrics JSON."""
-    from recipes.image.report import write_reconstruction_report
-
     return write_reconstruction_report(cfg, result, steps=EVAL_STEPS)
 
 
