@@ -100,10 +100,10 @@ def test_paper_config_values():
     cfg = dito_config("xl")
     assert (cfg.encoder.name, cfg.decoder.name, cfg.regularizer.name) == ("ldm_f8c4", "dito_xl", "layernorm")
     assert cfg.sigma_min == 1e-5 and cfg.time_sampler.name == "uniform" and cfg.latent_channels == 4
-    assert (cfg.sample_steps, cfg.sample_grid, cfg.sample_solver) == (50, "uniform", "euler")
-    assert cfg.noise_sync_p == 0.0 and cfg.loss_terms == {}
+    assert (cfg.sampling.num_steps, cfg.sampling.grid, cfg.sampling.solver) == (50, "uniform", "euler")
+    assert cfg.noise_sync.p == 0.0 and cfg.loss_terms == {}
     synced = dito_config("XL", noise_sync=True)
-    assert synced.noise_sync_p == 0.1 and synced.noise_sync_tau_max == 1.0
+    assert synced.noise_sync.p == 0.1 and synced.noise_sync.tau_max == 1.0
     lpips = dito_config("b", lpips_weight=0.5, lpips_kwargs={"vgg_weights": "/w/vgg16.pth"})
     assert lpips.loss_terms["lpips"].weight == 0.5
     assert lpips.loss_terms["lpips"].kwargs == {"vgg_weights": "/w/vgg16.pth", "allow_random_weights": False}
@@ -140,7 +140,7 @@ def test_recipe_has_the_paper_settings(name, tmp_path):
     exp = to_experiment_config(compose_recipe(recipe, [f"output_dir={tmp_path}", "data.root=/data/imagenet"]))
     decoder, p, lpips = EXPECTED[name]
     model, data, optim, trainer = exp.model, exp.data, exp.optim, exp.trainer
-    assert model.decoder.name == decoder and model.encoder.name == "ldm_f8c4" and model.noise_sync_p == p
+    assert model.decoder.name == decoder and model.encoder.name == "ldm_f8c4" and model.noise_sync.p == p
     assert (model.loss_terms["lpips"].weight if lpips else None) == lpips and len(model.loss_terms) == bool(lpips)
     assert model.sigma_min == 1e-5 and model.regularizer.name == "layernorm" and model.time_sampler.name == "uniform"
     assert data.size == 256 and data.batch_size == 64 and data.root == "/data/imagenet"
@@ -216,14 +216,14 @@ SMALL_ENCODER = {"model.encoder.name": "conv_encoder", "+model.encoder.kwargs.ba
 def test_one_real_training_step_through_the_recipe(tmp_path, one_thread):
     result = run_one_step("dito_b", tmp_path)
     meta = json.loads((result.export_dir / "config.json").read_text())["autoencoder"]
-    assert (meta["encoder"]["name"], meta["decoder"]["name"], meta["noise_sync_p"]) == ("ldm_f8c4", "dito_tiny", 0.0)
+    assert (meta["encoder"]["name"], meta["decoder"]["name"], meta["noise_sync"]["p"]) == ("ldm_f8c4", "dito_tiny", 0.0)
     assert result.module.autoencoder.noise_sync is None
 
 
 def test_one_real_training_step_with_noise_sync(tmp_path, one_thread):
     result = run_one_step("dito_xl_noise_sync", tmp_path, **SMALL_ENCODER)
     meta = json.loads((result.export_dir / "config.json").read_text())["autoencoder"]
-    assert meta["decoder"]["name"] == "dito_tiny" and meta["noise_sync_p"] == 0.1
+    assert meta["decoder"]["name"] == "dito_tiny" and meta["noise_sync"]["p"] == 0.1
     assert result.module.autoencoder.noise_sync.p == 0.1 and result.module.autoencoder.noise_sync.tau_max == 1.0
 
 

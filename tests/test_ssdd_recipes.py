@@ -32,7 +32,7 @@ def test_recipe_has_the_paper_settings(name, tmp_path):
     assert (cfg.ema.enabled, cfg.ema.decay, cfg.ema.warmup) == (True, 0.999, True)
     assert (m.sigma_min, m.regularizer.name, m.regularizer_weight, m.time_sampler.name) == (0.0, "kl", 1e-6, "logit_normal")
     assert {k: v.weight for k, v in m.loss_terms.items()} == {"lpips": 0.5, "repa": 0.25}
-    assert (m.sample_grid, m.sample_grid_power) == ("power", 2.0)
+    assert (m.sampling.grid, m.sampling.power) == ("power", 2.0)
     resolution = 256 if name.endswith("_256") else 128
     assert (cfg.data.size, cfg.data.options["resize"], cfg.data.options["resize_max"]) == (resolution, resolution, 2 * resolution)
     if name in PRETRAIN:
@@ -41,10 +41,10 @@ def test_recipe_has_the_paper_settings(name, tmp_path):
     elif name.startswith("ssdd_encoder"):
         assert m.encoder.name == "kl_" + name.rsplit("_", 1)[1] and not cfg.init.freeze_encoder and o.lr == 1e-4
     elif name == "ssdd_m_distill":
-        assert cfg.distill.enabled and cfg.distill.teacher_steps == 12 and m.sample_steps == 1 and t.eval_steps == [1]
+        assert cfg.distill.enabled and cfg.distill.teacher_steps == 12 and m.sampling.num_steps == 1 and t.eval_steps == [1]
         assert o.lr == 1e-4 and t.max_steps == 10 * 5005
     else:
-        assert o.lr == 1e-4 and t.max_steps == 100 * 5005 and m.sample_steps == 8
+        assert o.lr == 1e-4 and t.max_steps == 100 * 5005 and m.sampling.num_steps == 8
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from core.autoencoder import SamplingConfig
 from core.builder import AutoencoderConfig, ComponentConfig, LossTermConfig
+from core.latent.noise_sync import NoiseSyncConfig
 from core.nets import ConvEncoder, UNetDecoder
 from core.registry import DECODERS, ENCODERS
 
@@ -176,10 +178,7 @@ def dito_config(
         regularizer=ComponentConfig("layernorm"),  # LayerNorm over (C, H, W), no affine, eps 1e-5
         sigma_min=1e-5,
         time_sampler=ComponentConfig("uniform"),
-        noise_sync_p=DITO_NOISE_SYNC_P if noise_sync else 0.0,
-        noise_sync_tau_max=1.0,
+        noise_sync=NoiseSyncConfig(p=DITO_NOISE_SYNC_P if noise_sync else 0.0, tau_max=1.0),
         loss_terms=loss_terms,
-        sample_steps=50,
-        sample_grid="uniform",
-        sample_solver="euler",
+        sampling=SamplingConfig(num_steps=50, grid="uniform", solver="euler"),
     )

@@ -4,7 +4,7 @@ with 2 ResBlocks per level and mid attention, LayerNorm latent, consistency UNet
 scikit-image, with held-out PSNR/SSIM logged during training and 1/10/50-step PSNR at the end.
 
     python -m recipes.image.dito_cpu_evidence                                   # plain DiTo objective
-    python -m recipes.image.dito_cpu_evidence name=dito_cpu_evidence_noise_sync model.noise_sync_p=0.1
+    python -m recipes.image.dito_cpu_evidence name=dito_cpu_evidence_noise_sync model.noise_sync.p=0.1
 
 Objective as in the paper (flow matching, sigma_min 1e-5, t ~ U[0, 1], plain MSE); the learning
 rate is raised to 1e-3 because the run is 2000 steps, not 300K.
@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.autoencoder import SamplingConfig
 from core.builder import AutoencoderConfig, ComponentConfig
+from core.latent.noise_sync import NoiseSyncConfig
 from core.training.cli import Recipe, run_recipe
 from core.training.config import DataConfig, EMAConfig, ExperimentConfig, OptimConfig, TrainerConfig
 from core.training.run import TrainResult
@@ -41,9 +43,8 @@ def build_config() -> ExperimentConfig:
             regularizer=ComponentConfig("layernorm"),
             sigma_min=1e-5,
             time_sampler=ComponentConfig("uniform"),
-            noise_sync_p=0.0,
-            sample_steps=50,
-            sample_grid="uniform",
+            noise_sync=NoiseSyncConfig(p=0.0),
+            sampling=SamplingConfig(num_steps=50, grid="uniform"),
         ),
         data=DataConfig(
             demo=True, size=64, batch_size=8, num_workers=0,

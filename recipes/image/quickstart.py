@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.autoencoder import SamplingConfig
 from core.builder import AutoencoderConfig, ComponentConfig
 from core.training.cli import Recipe, run_recipe
 from core.training.config import DataConfig, EMAConfig, ExperimentConfig, OptimConfig, TrainerConfig
@@ -44,8 +45,7 @@ def build_config() -> ExperimentConfig:
             regularizer=ComponentConfig("layernorm"),
             sigma_min=1e-5,
             time_sampler=ComponentConfig("uniform"),
-            sample_steps=50,
-            sample_grid="uniform",
+            sampling=SamplingConfig(num_steps=50, grid="uniform"),
         ),
         data=DataConfig(
             demo=True, size=32, batch_size=16, num_workers=0,

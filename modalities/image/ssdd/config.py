@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.autoencoder import SamplingConfig
 from core.builder import AutoencoderConfig, ComponentConfig, LossTermConfig
 
 __all__ = ["ssdd_config", "ENCODER_LATENTS"]
@@ -59,8 +60,5 @@ def ssdd_config(
         sigma_min=0.0,
         time_sampler=ComponentConfig("logit_normal", {"mean": 0.0, "std": 1.0}),
         loss_terms={name: term for name, term in terms.items() if term.weight != 0},
-        sample_steps=sample_steps,
-        sample_grid="power",
-        sample_grid_power=2.0,
-        sample_solver="euler",
+        sampling=SamplingConfig(num_steps=sample_steps, grid="power", power=2.0, solver="euler"),
     )
