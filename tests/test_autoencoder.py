@@ -10,7 +10,6 @@ import torch
 from core import (
     CheckpointMismatchError,
     ComponentConfig,
-    DiffusionAutoencoder,
     InputError,
     LossTermConfig,
     build_autoencoder,

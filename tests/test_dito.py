@@ -13,7 +13,7 @@ from core.builder import build_autoencoder
 from core.registry import DECODERS, ENCODERS
 from core.training.cli import compose_recipe
 from core.training.run import to_experiment_config, train
-from modalities.image.dito import DITO_SIZES, dito_config, dito_size
+from modalities.image.dito import DITO_SIZES, dito_config, dito_row_kwargs, dito_size
 from recipes.report import read_loss_curve
 
 MANIFESTS = Path(__file__).parent / "data" / "official_weights"
@@ -182,10 +182,16 @@ def test_recipe_refuses_an_evaluation_set_too_large_to_decode(tmp_path, demo_dir
         check_dito_data(compose_recipe(recipe, [f"data.root={flat}", "trainer.eval_every_n_steps=0"]))
 
 
+def tiny_decoder_overrides() -> dict[str, object]:
+    """The tiny decoder: its name and, since dito_config records the size's row in the kwargs, the row."""
+    row = {f"model.decoder.kwargs.{k}": str(list(v)) if isinstance(v, tuple) else v for k, v in dito_row_kwargs("tiny").items()}
+    return {"model.decoder.name": "dito_tiny", **row}
+
+
 def one_step_overrides(tmp_path: Path, **changes: object) -> list[str]:
     """The recipe at test scale: tiny decoder, 16² crops, 2 images, one CPU step."""
     values: dict[str, object] = {
-        "output_dir": tmp_path, "model.decoder.name": "dito_tiny", "data.demo": "true", "data.size": 16,
+        "output_dir": tmp_path, **tiny_decoder_overrides(), "data.demo": "true", "data.size": 16,
         "data.batch_size": 2, "data.num_workers": 0, "data.options.resize": 24, "data.options.eval_size": 16,
         "data.options.eval_resize": 24, "trainer.max_steps": 1, "trainer.accelerator": "cpu", "trainer.devices": 1,
         "trainer.eval_every_n_steps": 0, "trainer.preview_every_n_steps": 0, "trainer.progress_bar": "false",
