@@ -241,3 +241,15 @@ def test_one_real_training_step_with_lpips(tmp_path, monkeypatch, one_thread):
     result = run_one_step("dito_b_lpips", tmp_path, **changes)
     _, lpips = read_loss_curve(result.metrics_csv, "train/lpips")
     assert math.isfinite(lpips[0]) and result.module.autoencoder.loss_weights == {"lpips": 0.5}
+
+
+def test_every_decoder_size_kwarg_overrides_without_plus(tmp_path):
+    recipe = dito_recipes()["dito_b"]
+    cfg = to_experiment_config(compose_recipe(recipe, [f"output_dir={tmp_path}", *[f"{k}={v}" for k, v in tiny_decoder_overrides().items()],
+                                                       "model.decoder.kwargs.pe_dim=16"]))
+    assert set(cfg.model.decoder.kwargs) == set(dito_row_kwargs("tiny"))
+    decoder = build_autoencoder(cfg.model).decoder
+    reference = DECODERS.create("dito_tiny", pe_dim=16)
+    assert [(n, p.shape) for n, p in decoder.named_parameters()] == [(n, p.shape) for n, p in reference.named_parameters()]
+    with pytest.raises(ValueError, match="size-table kwargs of 'dito_b'"):
+        build_autoencoder(to_experiment_config(compose_recipe(recipe, [f"output_dir={tmp_path}", "model.decoder.name=dito_tiny"])).model)
