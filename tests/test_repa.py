@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from core.builder import ComponentConfig, LossTermConfig, build_autoencoder
 from core.distill import DistillationConfig, distillation_losses, make_student, student_parameters
-from core.pretrained import save_pretrained
 from modalities.image.dinov2 import DINOV2_WEIGHTS_ENV, DINOv2Target
 from modalities.image.weight_files import MissingWeightsError
 from tests import tiny_token_decoder
@@ -86,7 +85,7 @@ def test_dino_loads_a_local_hugging_face_folder(monkeypatch, tmp_path, tiny_dino
 
     torch.manual_seed(1)
     reference = Dinov2Model(Dinov2Config(**DINO_TINY)).eval()
-    save_pretrained(reference, str(tmp_path))
+    reference.save_pretrained(str(tmp_path))
     monkeypatch.setenv(DINOV2_WEIGHTS_ENV, str(tmp_path))
     loaded = DINOv2Target()
     x = images(1, (1, 3, 32, 48))
