@@ -81,7 +81,7 @@ def _train_tokenizer(args: argparse.Namespace, variant: str, out: Path) -> Path:
     cfg = recipe.build_config()
     cfg.name = f"tokenizer_{variant}"
     cfg.output_dir = str(out / cfg.name)
-    cfg.model.noise_sync_p = VARIANTS[variant]
+    cfg.model.noise_sync.p = VARIANTS[variant]
     resize = 2 * args.size if args.crops_per_image > 0 else args.size  # crops mode: the crops' own scale
     cfg.data = DataConfig(
         root=args.data_root, demo=args.data_root is None, size=args.size, batch_size=args.batch, num_workers=args.workers,

@@ -32,9 +32,19 @@ class InputError(ValueError):
     """Bad input to a tokenizer (shape, channels, non-finite values); the message names the fix."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class SamplingConfig:
-    """Default decode settings (DiTo: 50 uniform Euler steps; SSDD: 8 power-2 steps)."""
+    """Default decode settings (DiTo: 50 uniform Euler steps; SSDD: 8 power-2 steps).
+
+    Not frozen: it is also a Hydra/OmegaConf structured-config node (``model.sampling.num_steps=8``),
+    and OmegaConf makes frozen dataclass nodes read-only.
+
+    Attributes:
+        num_steps: solver steps.
+        grid: ``"uniform"`` or ``"power"`` time grid.
+        power: exponent of the power grid.
+        solver: ``"euler"`` or ``"heun"``.
+    """
 
     num_steps: int = 50
     grid: str = "uniform"
@@ -56,7 +66,8 @@ class DiffusionAutoencoder(nn.Module):
         loss_terms: auxiliary terms by name, each ``(weight, module)``.
         sampling: default decode settings.
         latent_stats: scalar shift/scale for downstream generators.
-        config: the builder config this model was made from (stored by ``save_pretrained``).
+        config: the builder config this model was made from (stored by
+            :func:`core.pretrained.save_pretrained`; load with :func:`core.pretrained.from_pretrained`).
     """
 
     def __init__(
@@ -145,7 +156,8 @@ class DiffusionAutoencoder(nn.Module):
     # ----------------------------------------------------------------------------------- latent stats
     @property
     def latent_stats(self) -> LatentStats:
-        """Scalar shift/scale between tokenizer latents and generator latents (saved by ``save_pretrained``)."""
+        """Scalar shift/scale between tokenizer latents and generator latents (saved by
+        :func:`core.pretrained.save_pretrained`)."""
         return self._latent_stats
 
     @latent_stats.setter
@@ -155,9 +167,9 @@ class DiffusionAutoencoder(nn.Module):
                             f"write tok.latent_stats = LatentStats(shift=..., scale=...)")
         self._latent_stats = stats
         config = self.config  # keep tok.config (the builder config) in step with the stats
-        if is_dataclass(config) and hasattr(config, "latent_shift") and hasattr(config, "latent_scale"):
-            if (config.latent_shift, config.latent_scale) != (stats.shift, stats.scale):
-                self.config = replace(config, latent_shift=stats.shift, latent_scale=stats.scale)
+        if is_dataclass(config) and isinstance(getattr(config, "latent_stats", None), LatentStats):
+            if config.latent_stats != stats:
+                self.config = replace(config, latent_stats=replace(stats))
 
     def normalize_latents(self, z: Tensor) -> Tensor:
         """Tokenizer latents -> generator latents: ``(z - shift) / scale`` with ``self.latent_stats``.
@@ -235,7 +247,7 @@ class DiffusionAutoencoder(nn.Module):
         dist = self.encode(x).latent_dist  # validates x
         z = dist.sample(generator)  # (B, C_z, *S/f)
         if self.noise_sync is not None and self.noise_sync.p > 0:
-            synced = noise_sync(z, path=self.path, config=self.noise_sync, generator=generator)
+            synced = noise_sync(z, path=self.path, config=self.noise_sync, time_sampler=self.time_sampler, generator=generator)
             z, t = synced.z, synced.t
         else:
             t = self.time_sampler(x.shape[0], device=x.device, generator=generator)
@@ -261,17 +273,3 @@ class DiffusionAutoencoder(nn.Module):
         losses["t"] = t.detach()
         losses["fm_per_sample"] = fm_per_sample.detach()
         return losses
-
-    # ----------------------------------------------------------------------------------- I/O
-    def save_pretrained(self, directory: str, **kwargs: Any) -> Any:
-        """Write ``config.json`` + ``model.safetensors`` (see :mod:`core.pretrained`)."""
-        from core.pretrained import save_pretrained
-
-        return save_pretrained(self, directory, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, directory: str, **kwargs: Any) -> "DiffusionAutoencoder":
-        """Rebuild from a ``save_pretrained`` folder (see :mod:`core.pretrained`)."""
-        from core.pretrained import from_pretrained
-
-        return from_pretrained(directory, **kwargs)

@@ -13,7 +13,7 @@ a ``decoder`` parameter (e.g. REPA sizes its projector from it).
 from __future__ import annotations
 
 import inspect
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from torch import nn
@@ -59,15 +59,28 @@ class AutoencoderConfig:
     regularizer_weight: float = 1.0  # KL weight for the "kl" regularizer (SSDD: 1e-6)
     sigma_min: float = 1e-5  # DiTo 1e-5, SSDD 0
     time_sampler: ComponentConfig = field(default_factory=lambda: ComponentConfig("uniform"))
-    noise_sync_p: float = 0.0  # DiTo noise sync: 0.1; 0 disables it
-    noise_sync_tau_max: float = 1.0
+    noise_sync: NoiseSyncConfig = field(default_factory=lambda: NoiseSyncConfig(p=0.0))  # DiTo: p = 0.1; p = 0 is off
     loss_terms: dict[str, LossTermConfig] = field(default_factory=dict)
-    sample_steps: int = 50
-    sample_grid: str = "uniform"
-    sample_grid_power: float = 2.0
-    sample_solver: str = "euler"
-    latent_shift: float = 0.0
-    latent_scale: float = 1.0
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # default decode settings
+    latent_stats: LatentStats = field(default_factory=LatentStats)  # generator normalisation (shift, scale)
+
+
+# config.json files written before the nested fields existed: flat key -> (nested field, its key)
+LEGACY_FLAT_KEYS: dict[str, tuple[str, str]] = {
+    "noise_sync_p": ("noise_sync", "p"),
+    "noise_sync_tau_max": ("noise_sync", "tau_max"),
+    "sample_steps": ("sampling", "num_steps"),
+    "sample_grid": ("sampling", "grid"),
+    "sample_grid_power": ("sampling", "power"),
+    "sample_solver": ("sampling", "solver"),
+    "latent_shift": ("latent_stats", "shift"),
+    "latent_scale": ("latent_stats", "scale"),
+}
+_NESTED: dict[str, type] = {
+    "encoder": ComponentConfig, "decoder": ComponentConfig, "regularizer": ComponentConfig,
+    "time_sampler": ComponentConfig, "noise_sync": NoiseSyncConfig, "sampling": SamplingConfig,
+    "latent_stats": LatentStats,
+}
 
 
 def _plain(obj: Any) -> Any:
@@ -84,16 +97,39 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def _nest_legacy_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """Move the flat keys of older ``config.json`` files (``sample_steps``, ...) into their nested fields."""
+    for flat, (node, key) in LEGACY_FLAT_KEYS.items():
+        if flat not in data:
+            continue
+        nested = data.get(node)
+        if nested is not None and not isinstance(nested, dict):
+            nested = asdict(nested)
+        nested = dict(nested or {})
+        if key in nested:
+            raise ValueError(f"autoencoder config sets both '{flat}' and '{node}.{key}'; keep only '{node}.{key}'")
+        nested[key] = data.pop(flat)
+        data[node] = nested
+    return data
+
+
 def config_from_dict(data: dict[str, Any]) -> AutoencoderConfig:
-    """Inverse of ``asdict(config)``; unknown keys raise so typos and newer files are caught."""
-    data = dict(_plain(data))
+    """Inverse of ``asdict(config)``; unknown keys raise so typos and newer files are caught.
+
+    Also reads the flat layout of older files (``noise_sync_p``, ``sample_steps``, ``latent_shift``,
+    ... see :data:`LEGACY_FLAT_KEYS`), so every earlier export still loads.
+    """
+    data = _nest_legacy_keys(dict(_plain(data)))
     known = set(AutoencoderConfig.__dataclass_fields__)
     unknown = set(data) - known
     if unknown:
         raise ValueError(f"unknown autoencoder config keys {sorted(unknown)}; known: {sorted(known)}")
-    for key in ("encoder", "decoder", "regularizer", "time_sampler"):
+    for key, node_type in _NESTED.items():
         if key in data and isinstance(data[key], dict):
-            data[key] = ComponentConfig(**data[key])
+            fields = set(node_type.__dataclass_fields__)
+            if set(data[key]) - fields:
+                raise ValueError(f"unknown keys {sorted(set(data[key]) - fields)} in autoencoder config '{key}'; known: {sorted(fields)}")
+            data[key] = node_type(**data[key])
     if "loss_terms" in data:
         data["loss_terms"] = {k: LossTermConfig(**v) if isinstance(v, dict) else v for k, v in data["loss_terms"].items()}
     return AutoencoderConfig(**data)
@@ -131,20 +167,18 @@ def build_autoencoder(config: AutoencoderConfig | dict[str, Any], *, with_loss_t
         for name, term in _plain_terms(config.loss_terms).items()
         if term.weight != 0 and with_loss_terms
     }
-    noise_sync = NoiseSyncConfig(p=config.noise_sync_p, tau_max=config.noise_sync_tau_max) if config.noise_sync_p > 0 else None
+    config = _as_dataclasses(config)
     return DiffusionAutoencoder(
         encoder,
         regularizer,
         decoder,
         path=FlowPath(sigma_min=config.sigma_min),
         time_sampler=TIME_SAMPLERS.create(config.time_sampler.name, **_plain(config.time_sampler.kwargs)),
-        noise_sync=noise_sync,
+        noise_sync=replace(config.noise_sync) if config.noise_sync.p > 0 else None,
         regularizer_weight=config.regularizer_weight,
         loss_terms=loss_terms,
-        sampling=SamplingConfig(
-            num_steps=config.sample_steps, grid=config.sample_grid, power=config.sample_grid_power, solver=config.sample_solver
-        ),
-        latent_stats=LatentStats(shift=config.latent_shift, scale=config.latent_scale),
+        sampling=replace(config.sampling),
+        latent_stats=replace(config.latent_stats),
         config=config,
     )
 
@@ -167,3 +201,10 @@ def _plain_terms(terms: Any) -> dict[str, LossTermConfig]:
         else:
             out[name] = LossTermConfig(**_plain(term))
     return out
+
+
+def _as_dataclasses(config: AutoencoderConfig) -> AutoencoderConfig:
+    """``config`` with every nested setting as its dataclass (a caller may have assigned a plain dict)."""
+    if all(isinstance(getattr(config, key), node_type) for key, node_type in _NESTED.items()):
+        return config
+    return config_from_dict(asdict(config))

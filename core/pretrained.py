@@ -68,7 +68,7 @@ def save_pretrained(model: DiffusionAutoencoder, directory: str | os.PathLike[st
         raise ValueError("save_pretrained needs a model built by core.builder.build_autoencoder (model.config is missing)")
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    config = replace(model.config, latent_shift=model.latent_stats.shift, latent_scale=model.latent_stats.scale)
+    config = replace(model.config, latent_stats=replace(model.latent_stats))
     meta = {
         "format": "difftok",
         "format_version": FORMAT_VERSION,
@@ -78,8 +78,8 @@ def save_pretrained(model: DiffusionAutoencoder, directory: str | os.PathLike[st
             "channels": model.latent_channels,
             "spatial_dims": model.spatial_dims,
             "downsample_factor": model.downsample_factor,
-            "shift": config.latent_shift,
-            "scale": config.latent_scale,
+            "shift": config.latent_stats.shift,
+            "scale": config.latent_stats.scale,
         },
         "autoencoder": asdict(config),
         "extra": extra or {},
@@ -170,8 +170,10 @@ def write_latent_stats(
     """
     source = Path(directory)
     meta = read_pretrained_config(source)
-    meta["autoencoder"] = {**meta["autoencoder"], "latent_shift": stats.shift, "latent_scale": stats.scale}
-    config_from_dict(meta["autoencoder"])  # fail before writing anything if the config is not loadable
+    # parsing first fails before anything is written if the config is not loadable (and brings
+    # a file in the older flat layout to the nested one)
+    config = replace(config_from_dict(meta["autoencoder"]), latent_stats=replace(stats))
+    meta["autoencoder"] = asdict(config)
     meta["latent"] = {**meta.get("latent", {}), "shift": stats.shift, "scale": stats.scale}
     meta["extra"] = {**(meta.get("extra") or {}), **(extra or {})}
     target = source if out is None else Path(out)

@@ -10,12 +10,13 @@ import torch
 from core import (
     CheckpointMismatchError,
     ComponentConfig,
-    DiffusionAutoencoder,
     InputError,
     LossTermConfig,
     build_autoencoder,
     from_pretrained,
+    save_pretrained,
 )
+from core.latent.noise_sync import NoiseSyncConfig
 from tests.conftest import tiny_config
 
 
@@ -33,7 +34,7 @@ def real_signal(photos: torch.Tensor, spatial_dims: int, size: int) -> torch.Ten
 @pytest.mark.parametrize("spatial_dims,size", [(1, 32), (2, 16), (3, 8)])
 def test_tiny_1d_2d_3d_train_three_steps_and_decode(spatial_dims, size, photo_batch):
     torch.manual_seed(0)
-    cfg = tiny_config(spatial_dims=spatial_dims, in_channels=2, latent_channels=3, modality="toy", noise_sync_p=0.5)
+    cfg = tiny_config(spatial_dims=spatial_dims, in_channels=2, latent_channels=3, modality="toy", noise_sync=NoiseSyncConfig(p=0.5))
     ae = build_autoencoder(cfg)
     opt = torch.optim.AdamW(ae.parameters(), lr=1e-3)
     x = real_signal(photo_batch, spatial_dims, size)
@@ -100,11 +101,11 @@ def test_save_from_pretrained_roundtrip_identical(tmp_path):
     torch.manual_seed(0)
     ae = build_autoencoder(tiny_config()).eval()
     ae.latent_stats = type(ae.latent_stats)(shift=0.25, scale=2.0)
-    path = ae.save_pretrained(str(tmp_path / "tok"))
+    path = save_pretrained(ae, str(tmp_path / "tok"))
     meta = json.loads((path / "config.json").read_text())
     assert meta["modality"] == "image" and meta["latent"]["channels"] == 4 and meta["latent"]["downsample_factor"] == 4
     assert meta["latent"]["shift"] == 0.25 and meta["latent"]["scale"] == 2.0
-    loaded = DiffusionAutoencoder.from_pretrained(str(path))
+    loaded = from_pretrained(str(path))
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     za, zb = ae.encode(x).latent_dist.mode(), loaded.encode(x).latent_dist.mode()
     assert torch.equal(za, zb)
@@ -117,7 +118,7 @@ def test_save_from_pretrained_roundtrip_identical(tmp_path):
 
 def test_from_pretrained_wrong_modality_or_architecture(tmp_path):
     ae = build_autoencoder(tiny_config())
-    path = ae.save_pretrained(str(tmp_path / "tok"))
+    path = save_pretrained(ae, str(tmp_path / "tok"))
     with pytest.raises(CheckpointMismatchError, match="'image' tokenizer but a 'audio' one was requested"):
         from_pretrained(path, modality="audio")
     meta = json.loads((path / "config.json").read_text())
@@ -129,7 +130,7 @@ def test_from_pretrained_wrong_modality_or_architecture(tmp_path):
 
 def test_from_pretrained_never_unpickles(tmp_path):
     ae = build_autoencoder(tiny_config())
-    path = ae.save_pretrained(str(tmp_path / "tok"))
+    path = save_pretrained(ae, str(tmp_path / "tok"))
     torch.save(ae.state_dict(), path / "model.safetensors")  # a pickle in disguise
     with pytest.raises(Exception) as info:
         from_pretrained(path)

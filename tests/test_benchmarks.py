@@ -42,4 +42,4 @@ def test_noise_sync_study_smoke(tmp_path, demo_dir, crops):
         assert row["psnr_mean_per_image"] > 0 and row["rfid"] >= 0 and row["gfid_cfg2"] >= 0
         assert row["dit_final_fm_loss"] is not None
     sync_config = json.loads((tmp_path / "study" / "tokenizer_noise_sync" / "export" / "config.json").read_text())
-    assert sync_config["autoencoder"]["noise_sync_p"] == 0.1
+    assert sync_config["autoencoder"]["noise_sync"]["p"] == 0.1

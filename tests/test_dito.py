@@ -13,7 +13,7 @@ from core.builder import build_autoencoder
 from core.registry import DECODERS, ENCODERS
 from core.training.cli import compose_recipe
 from core.training.run import to_experiment_config, train
-from modalities.image.dito import DITO_SIZES, dito_config, dito_size
+from modalities.image.dito import DITO_SIZES, dito_config, dito_row_kwargs, dito_size
 from recipes.report import read_loss_curve
 
 MANIFESTS = Path(__file__).parent / "data" / "official_weights"
@@ -100,10 +100,10 @@ def test_paper_config_values():
     cfg = dito_config("xl")
     assert (cfg.encoder.name, cfg.decoder.name, cfg.regularizer.name) == ("ldm_f8c4", "dito_xl", "layernorm")
     assert cfg.sigma_min == 1e-5 and cfg.time_sampler.name == "uniform" and cfg.latent_channels == 4
-    assert (cfg.sample_steps, cfg.sample_grid, cfg.sample_solver) == (50, "uniform", "euler")
-    assert cfg.noise_sync_p == 0.0 and cfg.loss_terms == {}
+    assert (cfg.sampling.num_steps, cfg.sampling.grid, cfg.sampling.solver) == (50, "uniform", "euler")
+    assert cfg.noise_sync.p == 0.0 and cfg.loss_terms == {}
     synced = dito_config("XL", noise_sync=True)
-    assert synced.noise_sync_p == 0.1 and synced.noise_sync_tau_max == 1.0
+    assert synced.noise_sync.p == 0.1 and synced.noise_sync.tau_max == 1.0
     lpips = dito_config("b", lpips_weight=0.5, lpips_kwargs={"vgg_weights": "/w/vgg16.pth"})
     assert lpips.loss_terms["lpips"].weight == 0.5
     assert lpips.loss_terms["lpips"].kwargs == {"vgg_weights": "/w/vgg16.pth", "allow_random_weights": False}
@@ -140,7 +140,7 @@ def test_recipe_has_the_paper_settings(name, tmp_path):
     exp = to_experiment_config(compose_recipe(recipe, [f"output_dir={tmp_path}", "data.root=/data/imagenet"]))
     decoder, p, lpips = EXPECTED[name]
     model, data, optim, trainer = exp.model, exp.data, exp.optim, exp.trainer
-    assert model.decoder.name == decoder and model.encoder.name == "ldm_f8c4" and model.noise_sync_p == p
+    assert model.decoder.name == decoder and model.encoder.name == "ldm_f8c4" and model.noise_sync.p == p
     assert (model.loss_terms["lpips"].weight if lpips else None) == lpips and len(model.loss_terms) == bool(lpips)
     assert model.sigma_min == 1e-5 and model.regularizer.name == "layernorm" and model.time_sampler.name == "uniform"
     assert data.size == 256 and data.batch_size == 64 and data.root == "/data/imagenet"
@@ -182,10 +182,16 @@ def test_recipe_refuses_an_evaluation_set_too_large_to_decode(tmp_path, demo_dir
         check_dito_data(compose_recipe(recipe, [f"data.root={flat}", "trainer.eval_every_n_steps=0"]))
 
 
+def tiny_decoder_overrides() -> dict[str, object]:
+    """The tiny decoder: its name and, since dito_config records the size's row in the kwargs, the row."""
+    row = {f"model.decoder.kwargs.{k}": str(list(v)) if isinstance(v, tuple) else v for k, v in dito_row_kwargs("tiny").items()}
+    return {"model.decoder.name": "dito_tiny", **row}
+
+
 def one_step_overrides(tmp_path: Path, **changes: object) -> list[str]:
     """The recipe at test scale: tiny decoder, 16² crops, 2 images, one CPU step."""
     values: dict[str, object] = {
-        "output_dir": tmp_path, "model.decoder.name": "dito_tiny", "data.demo": "true", "data.size": 16,
+        "output_dir": tmp_path, **tiny_decoder_overrides(), "data.demo": "true", "data.size": 16,
         "data.batch_size": 2, "data.num_workers": 0, "data.options.resize": 24, "data.options.eval_size": 16,
         "data.options.eval_resize": 24, "trainer.max_steps": 1, "trainer.accelerator": "cpu", "trainer.devices": 1,
         "trainer.eval_every_n_steps": 0, "trainer.preview_every_n_steps": 0, "trainer.progress_bar": "false",
@@ -216,14 +222,14 @@ SMALL_ENCODER = {"model.encoder.name": "conv_encoder", "+model.encoder.kwargs.ba
 def test_one_real_training_step_through_the_recipe(tmp_path, one_thread):
     result = run_one_step("dito_b", tmp_path)
     meta = json.loads((result.export_dir / "config.json").read_text())["autoencoder"]
-    assert (meta["encoder"]["name"], meta["decoder"]["name"], meta["noise_sync_p"]) == ("ldm_f8c4", "dito_tiny", 0.0)
+    assert (meta["encoder"]["name"], meta["decoder"]["name"], meta["noise_sync"]["p"]) == ("ldm_f8c4", "dito_tiny", 0.0)
     assert result.module.autoencoder.noise_sync is None
 
 
 def test_one_real_training_step_with_noise_sync(tmp_path, one_thread):
     result = run_one_step("dito_xl_noise_sync", tmp_path, **SMALL_ENCODER)
     meta = json.loads((result.export_dir / "config.json").read_text())["autoencoder"]
-    assert meta["decoder"]["name"] == "dito_tiny" and meta["noise_sync_p"] == 0.1
+    assert meta["decoder"]["name"] == "dito_tiny" and meta["noise_sync"]["p"] == 0.1
     assert result.module.autoencoder.noise_sync.p == 0.1 and result.module.autoencoder.noise_sync.tau_max == 1.0
 
 
@@ -235,3 +241,15 @@ def test_one_real_training_step_with_lpips(tmp_path, monkeypatch, one_thread):
     result = run_one_step("dito_b_lpips", tmp_path, **changes)
     _, lpips = read_loss_curve(result.metrics_csv, "train/lpips")
     assert math.isfinite(lpips[0]) and result.module.autoencoder.loss_weights == {"lpips": 0.5}
+
+
+def test_every_decoder_size_kwarg_overrides_without_plus(tmp_path):
+    recipe = dito_recipes()["dito_b"]
+    cfg = to_experiment_config(compose_recipe(recipe, [f"output_dir={tmp_path}", *[f"{k}={v}" for k, v in tiny_decoder_overrides().items()],
+                                                       "model.decoder.kwargs.pe_dim=16"]))
+    assert set(cfg.model.decoder.kwargs) == set(dito_row_kwargs("tiny"))
+    decoder = build_autoencoder(cfg.model).decoder
+    reference = DECODERS.create("dito_tiny", pe_dim=16)
+    assert [(n, p.shape) for n, p in decoder.named_parameters()] == [(n, p.shape) for n, p in reference.named_parameters()]
+    with pytest.raises(ValueError, match="size-table kwargs of 'dito_b'"):
+        build_autoencoder(to_experiment_config(compose_recipe(recipe, [f"output_dir={tmp_path}", "model.decoder.name=dito_tiny"])).model)

@@ -27,7 +27,7 @@ from core.latent.cache_command import CacheLatentsSettings
 from core.latent.cache_stream import load_all_latents
 from core.latent.stats_command import LatentStatsSettings
 from core.modality import Modality, ToolSettings, get_modality
-from core.pretrained import from_pretrained
+from core.pretrained import from_pretrained, save_pretrained
 from core.registry import MODALITIES
 from tests.conftest import tiny_config
 
@@ -148,7 +148,7 @@ def line_tokenizer(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     config = tiny_config(spatial_dims=1, in_channels=1, latent_channels=2, modality="toy_line", regularizer=ComponentConfig("kl"))
     model = build_autoencoder(config)
-    return model.save_pretrained(tmp_path_factory.mktemp("line_tok") / "export")
+    return save_pretrained(model, tmp_path_factory.mktemp("line_tok") / "export")
 
 
 def _readable(folder: Path) -> tuple[list[int], torch.Tensor]:
@@ -258,7 +258,7 @@ def test_offline_image_evaluation_is_independent_of_the_batch_size(tmp_path):
     from recipes.image.evaluate import main
 
     torch.manual_seed(0)
-    export = build_autoencoder(tiny_config()).save_pretrained(tmp_path / "export")
+    export = save_pretrained(build_autoencoder(tiny_config()), tmp_path / "export")
     args = [f"checkpoint={export}", "data.demo=true", "num_images=3", "resolution=32", "steps=[1,2]", "fid=false", "device=cpu",
             "num_workers=0", "progress=false"]
     one = main(args + ["batch_size=1", f"out={tmp_path / 'one'}"])["metrics"]

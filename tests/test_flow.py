@@ -143,3 +143,54 @@ def test_solver_deterministic_given_generator():
     assert torch.equal(a, b) and not torch.equal(a, c)
     with pytest.raises(ValueError):
         solve("rk4", v, a, time_grid(2))
+
+
+def _ks_distance(samples: torch.Tensor, cdf) -> float:
+    """Kolmogorov-Smirnov distance between the empirical CDF of ``samples`` and ``cdf``."""
+    x, _ = samples.double().sort()
+    n = x.numel()
+    model = cdf(x)
+    above = torch.arange(1, n + 1, dtype=torch.float64) / n - model
+    below = model - torch.arange(0, n, dtype=torch.float64) / n
+    return float(torch.maximum(above, below).max())
+
+
+def test_noise_sync_keeps_the_configured_time_sampler_for_unsynced_samples():
+    """Bug: with a logit-normal sampler, noise sync drew the unsynced samples' t from U[0, 1]."""
+    from core.latent.noise_sync import NoiseSyncConfig, noise_sync
+
+    out = noise_sync(torch.randn(20_000, 2, 2), path=FlowPath(sigma_min=0.0), config=NoiseSyncConfig(p=0.3),
+                     time_sampler=LogitNormalTimeSampler(), generator=torch.Generator().manual_seed(0))
+    free = out.t[~out.synced]
+    logit_normal_cdf = lambda t: torch.special.ndtr(torch.logit(t))  # noqa: E731
+    assert _ks_distance(free, logit_normal_cdf) < 0.02  # 1% critical value at n = 14000 is ~0.014
+    assert _ks_distance(free, lambda t: t) > 0.05  # and clearly not uniform
+    assert torch.all(out.t[out.synced] >= out.tau[out.synced])  # synced samples keep DiTo's t ~ U[tau, 1]
+    assert 0.28 < out.synced.float().mean() < 0.32
+
+
+def test_noise_sync_uniform_default_draws_like_dito():
+    """The default sampler consumes the generator exactly as DiTo's rule did (bit-identical runs)."""
+    from core.latent.noise_sync import NoiseSyncConfig, noise_sync
+
+    z, path, cfg = torch.randn(64, 3, 2, 2), FlowPath(), NoiseSyncConfig(p=0.5)
+    default = noise_sync(z, path=path, config=cfg, generator=torch.Generator().manual_seed(5))
+    uniform = noise_sync(z, path=path, config=cfg, time_sampler=UniformTimeSampler(), generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    tau, synced = torch.rand(64, generator=g), torch.rand(64, generator=g) < 0.5
+    torch.randn(z.shape, generator=g)
+    t_synced = tau + (1 - tau) * torch.rand(64, generator=g)
+    manual = torch.where(synced, t_synced, torch.rand(64, generator=g))
+    assert torch.equal(default.t, manual) and torch.equal(uniform.t, manual) and torch.equal(default.z, uniform.z)
+
+
+def test_training_losses_use_the_configured_sampler_under_noise_sync():
+    from core.builder import ComponentConfig, build_autoencoder
+    from core.latent.noise_sync import NoiseSyncConfig
+    from tests.conftest import tiny_config
+
+    ae = build_autoencoder(tiny_config(time_sampler=ComponentConfig("logit_normal"), noise_sync=NoiseSyncConfig(p=0.1)))
+    g = torch.Generator().manual_seed(0)
+    ts = torch.cat([ae.training_losses(torch.rand(64, 3, 8, 8, generator=g) * 2 - 1, generator=g)["t"] for _ in range(4)])
+    # 256 draws, ~90% unsynced logit-normal: far fewer extreme times than U[0, 1] would give
+    assert float(((ts < 0.05) | (ts > 0.95)).float().mean()) < 0.06

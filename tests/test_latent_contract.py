@@ -14,7 +14,7 @@ import torch
 from core.builder import ComponentConfig, build_autoencoder
 from core.interop import DiffusersVAE
 from core.latent.stats import LatentStats
-from core.pretrained import from_pretrained
+from core.pretrained import from_pretrained, save_pretrained
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny convs: a second OpenMP thread only waits on a shared CPU
@@ -74,12 +74,12 @@ def test_latent_contract(make, photo_batch, tmp_path):
     tok.latent_stats = LatentStats(shift=0.3, scale=2.5)
     torch.testing.assert_close(tok.normalize_latents(z), (z - 0.3) / 2.5)
     torch.testing.assert_close(tok.denormalize_latents(tok.normalize_latents(z)), z)
-    assert (tok.config.latent_shift, tok.config.latent_scale) == (0.3, 2.5)
+    assert (tok.config.latent_stats.shift, tok.config.latent_stats.scale) == (0.3, 2.5)
     with pytest.raises(TypeError, match="LatentStats"):
         tok.latent_stats = {"shift": 0.0, "scale": 1.0}
 
     # save/from_pretrained keeps the stats (and the weights)
-    loaded = from_pretrained(tok.save_pretrained(tmp_path / "tok"))
+    loaded = from_pretrained(save_pretrained(tok, tmp_path / "tok"))
     assert loaded.latent_stats == LatentStats(shift=0.3, scale=2.5)
     torch.testing.assert_close(loaded.normalize_latents(z), tok.normalize_latents(z))
     assert torch.equal(loaded.encode(x).latent_dist.mode(), z)

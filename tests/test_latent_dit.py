@@ -11,6 +11,7 @@ from core.builder import build_autoencoder
 from core.builder import ComponentConfig
 from core.generation.config import GeneratorConfig
 from core.generation.pretrained import load_generator
+from core.pretrained import save_pretrained
 from core.training.cli import compose_recipe
 from core.training.config import DataConfig, EMAConfig, OptimConfig, TrainerConfig
 from core.training.generator_config import GeneratorExperimentConfig, GeneratorSampleConfig
@@ -24,7 +25,7 @@ def tiny_tokenizer(tmp_path_factory) -> Path:
     """A tiny f4 LayerNorm tokenizer (random weights) saved as an export folder."""
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tokenizer")
-    build_autoencoder(tiny_config()).save_pretrained(out)
+    save_pretrained(build_autoencoder(tiny_config()), out)
     return out
 
 

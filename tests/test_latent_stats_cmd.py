@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.builder import ComponentConfig, build_autoencoder
-from core.pretrained import from_pretrained
+from core.pretrained import from_pretrained, save_pretrained
 from modalities.image.data import ImageTransform, open_image
 from core.eval.selection import SourceData
 from modalities.image.eval_suite import select_eval_images
@@ -29,7 +29,7 @@ def _independent_latents(tok, num_images: int, size: int, seed: int) -> torch.Te
 def test_latent_stats_command_writes_stats_into_the_tokenizer(tmp_path, capsys):
     torch.manual_seed(0)
     tok = build_autoencoder(tiny_config(regularizer=ComponentConfig("kl"))).eval()
-    export = tok.save_pretrained(tmp_path / "export")
+    export = save_pretrained(tok, tmp_path / "export")
     weights_before = (export / "model.safetensors").read_bytes()
     args = [f"tokenizer={export}", "data.demo=true", "num_images=4", "size=32", "batch_size=4", "seed=3", "num_workers=0", "progress=false"]
 
@@ -60,7 +60,7 @@ def test_latent_stats_command_writes_stats_into_the_tokenizer(tmp_path, capsys):
 
 def test_latent_stats_command_uses_the_mode_of_deterministic_latents(tmp_path, capsys):
     torch.manual_seed(0)
-    export = build_autoencoder(tiny_config()).save_pretrained(tmp_path / "export")  # LayerNorm latent
+    export = save_pretrained(build_autoencoder(tiny_config()), tmp_path / "export")  # LayerNorm latent
     report = main([f"tokenizer={export}", "data.demo=true", "num_images=2", "size=32", "num_workers=0", "progress=false"])
     assert report["latent"] == "mode" and "latent_dist.mode()" in capsys.readouterr().out
     # LayerNorm latents are normalised per sample already: dataset mean 0, std 1

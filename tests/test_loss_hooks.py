@@ -15,7 +15,7 @@ from core.distill import DistillationConfig, distillation_losses, make_student
 from core.feature_hooks import capture_features, requested_feature_modules
 from core.loss_terms import LossTerm
 from core.nets.frozen import FrozenModule, frozen_buffer_names
-from core.pretrained import CheckpointMismatchError, from_pretrained
+from core.pretrained import CheckpointMismatchError, from_pretrained, save_pretrained
 from core.registry import LOSS_TERMS
 from core.training.config import OptimConfig
 from core.training.module import NonFiniteLossError, TokenizerModule
@@ -180,7 +180,7 @@ def test_from_pretrained_needs_no_loss_weights(token_decoder, tmp_path, monkeypa
         "lpips": LossTermConfig(0.5, {"vgg_weights": "/nowhere/vgg16.pth"}),
         "repa": LossTermConfig(0.25, {"dino_weights": "/nowhere/dinov2-base"}),
     }
-    model.save_pretrained(tmp_path / "export")
+    save_pretrained(model, tmp_path / "export")
     saved = json.loads(Path(tmp_path / "export" / "config.json").read_text())
     assert set(saved["autoencoder"]["loss_terms"]) == {"lpips", "repa"}
     for env in (VGG16_WEIGHTS_ENV, DINOV2_WEIGHTS_ENV):
@@ -198,7 +198,7 @@ def test_from_pretrained_needs_no_loss_weights(token_decoder, tmp_path, monkeypa
 def test_from_pretrained_with_loss_terms_is_strict(token_decoder, tmp_path):
     torch.manual_seed(0)
     model = build(ssdd_like_config(token_decoder))
-    model.save_pretrained(tmp_path / "export")
+    save_pretrained(model, tmp_path / "export")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         full = from_pretrained(tmp_path / "export", with_loss_terms=True)

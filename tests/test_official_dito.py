@@ -195,7 +195,7 @@ def test_import_fills_everything_and_matches_the_official_forward(size, tmp_path
     assert result.size == size and result.iteration == 300000 and result.dropped == []
     assert result.imported == entries["num_tensors"] == len(result.model.state_dict())
     assert result.num_params == entries["num_params"]
-    assert result.model.config.decoder.name == f"dito_{size}" and result.model.config.noise_sync_p == 0.0
+    assert result.model.config.decoder.name == f"dito_{size}" and result.model.config.noise_sync.p == 0.0
     check_against_reference(result.model, state)  # an unfilled (uninitialised) tensor would break this
 
 
@@ -219,7 +219,7 @@ def test_cli_import_writes_the_folder_and_matches_the_official_forward(tmp_path,
     assert "imported DiTo-B" in printed and f"{entries['num_tensors']} official tensors" in printed and str(out) in printed
     assert result.dropped == sorted(extra) and result.num_params == entries["num_params"]
     meta = json.loads((out / "config.json").read_text())
-    assert meta["autoencoder"]["decoder"]["name"] == "dito_b" and meta["autoencoder"]["noise_sync_p"] == 0.1
+    assert meta["autoencoder"]["decoder"]["name"] == "dito_b" and meta["autoencoder"]["noise_sync"]["p"] == 0.1
     assert meta["extra"]["official_iteration"] == 300000
 
     model = result.model

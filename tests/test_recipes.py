@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 import recipes
-from core.builder import build_autoencoder
+from core.builder import LEGACY_FLAT_KEYS, build_autoencoder
 from core.training.cli import Recipe, compose_recipe
 from core.training.config import ExperimentConfig
 from core.generation.config import build_generator
@@ -99,17 +99,21 @@ def test_readme_quickstart_runs_and_writes_outputs(tmp_path):
 FROZEN_CONFIGS = ROOT / "tests" / "data" / "recipe_configs"  # OmegaConf.to_yaml of each recipe before it became deltas
 
 
-def _nest_distillation_sampling(frozen: dict) -> dict:
-    """The frozen files predate ``distill.sampling``: move their flat teacher settings into it."""
+def _nest_settings(frozen: dict, stage: str) -> dict:
+    """The frozen files predate the nested settings: move the flat teacher settings into ``distill.sampling``
+    and the flat model settings into their nodes (``LEGACY_FLAT_KEYS``), and add the recipe's ``stage``."""
     distill = dict(frozen["distill"])
     distill["sampling"] = {k: distill.pop(k) for k in ("teacher_steps", "grid", "power")}
-    return {**frozen, "distill": distill}
+    model = dict(frozen["model"])
+    for flat, (node, key) in LEGACY_FLAT_KEYS.items():
+        model.setdefault(node, {})[key] = model.pop(flat)
+    return {**frozen, "stage": stage, "model": model, "distill": distill}
 
 
-@pytest.mark.parametrize("name", ["quickstart", "dito_cpu_evidence", "ssdd_cpu_evidence"])
-def test_cpu_recipes_as_paper_recipe_plus_deltas_resolve_to_the_frozen_config(name):
+@pytest.mark.parametrize("name, stage", [("quickstart", ""), ("dito_cpu_evidence", ""), ("ssdd_cpu_evidence", "encoder")])
+def test_cpu_recipes_as_paper_recipe_plus_deltas_resolve_to_the_frozen_config(name, stage):
     module = importlib.import_module(f"recipes.image.{name}")
-    frozen = _nest_distillation_sampling(OmegaConf.to_container(OmegaConf.load(FROZEN_CONFIGS / f"{name}.yaml")))
+    frozen = _nest_settings(OmegaConf.to_container(OmegaConf.load(FROZEN_CONFIGS / f"{name}.yaml")), stage)
     assert OmegaConf.to_container(compose_recipe(module.RECIPE)) == frozen
 
 

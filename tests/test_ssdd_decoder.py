@@ -157,7 +157,7 @@ def test_ssdd_config_defaults_and_switches():
     assert (cfg.encoder.name, cfg.decoder.name, cfg.regularizer.name) == ("kl_f8c4", "ssdd_m", "kl")
     assert cfg.regularizer_weight == 1e-6 and cfg.sigma_min == 0.0
     assert cfg.time_sampler.name == "logit_normal" and cfg.time_sampler.kwargs == {"mean": 0.0, "std": 1.0}
-    assert (cfg.sample_steps, cfg.sample_grid, cfg.sample_grid_power, cfg.sample_solver) == (8, "power", 2.0, "euler")
+    assert (cfg.sampling.num_steps, cfg.sampling.grid, cfg.sampling.power, cfg.sampling.solver) == (8, "power", 2.0, "euler")
     assert {k: v.weight for k, v in cfg.loss_terms.items()} == {"lpips": 0.5, "repa": 0.25}
     off = ssdd_config("s", encoder="f16c4", lpips_weight=0, repa_weight=0)
     assert off.loss_terms == {} and off.encoder.name == "kl_f16c4"

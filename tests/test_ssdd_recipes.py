@@ -10,8 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from core.builder import build_autoencoder
 from core.training.cli import compose_recipe
 from core.training.run import to_experiment_config, train
+from modalities.image.ssdd.config import ssdd_config
+from modalities.image.ssdd.sizes import size_row_kwargs
 from recipes.image.ssdd_common import SSDDStageError, check_ssdd_stage
 from recipes.report import read_loss_curve
 
@@ -32,7 +35,7 @@ def test_recipe_has_the_paper_settings(name, tmp_path):
     assert (cfg.ema.enabled, cfg.ema.decay, cfg.ema.warmup) == (True, 0.999, True)
     assert (m.sigma_min, m.regularizer.name, m.regularizer_weight, m.time_sampler.name) == (0.0, "kl", 1e-6, "logit_normal")
     assert {k: v.weight for k, v in m.loss_terms.items()} == {"lpips": 0.5, "repa": 0.25}
-    assert (m.sample_grid, m.sample_grid_power) == ("power", 2.0)
+    assert (m.sampling.grid, m.sampling.power) == ("power", 2.0)
     resolution = 256 if name.endswith("_256") else 128
     assert (cfg.data.size, cfg.data.options["resize"], cfg.data.options["resize_max"]) == (resolution, resolution, 2 * resolution)
     if name in PRETRAIN:
@@ -41,10 +44,10 @@ def test_recipe_has_the_paper_settings(name, tmp_path):
     elif name.startswith("ssdd_encoder"):
         assert m.encoder.name == "kl_" + name.rsplit("_", 1)[1] and not cfg.init.freeze_encoder and o.lr == 1e-4
     elif name == "ssdd_m_distill":
-        assert cfg.distill.enabled and cfg.distill.sampling.teacher_steps == 12 and m.sample_steps == 1 and t.eval_steps == [1]
+        assert cfg.distill.enabled and cfg.distill.sampling.teacher_steps == 12 and m.sampling.num_steps == 1 and t.eval_steps == [1]
         assert o.lr == 1e-4 and t.max_steps == 10 * 5005
     else:
-        assert o.lr == 1e-4 and t.max_steps == 100 * 5005 and m.sample_steps == 8
+        assert o.lr == 1e-4 and t.max_steps == 100 * 5005 and m.sampling.num_steps == 8
 
 
 @pytest.mark.parametrize(
@@ -61,10 +64,16 @@ def test_missing_stage_inputs_are_refused_with_the_fix(name, overrides, message,
         check_ssdd_stage(compose_recipe(recipe(name), [f"output_dir={tmp_path}", *overrides]))
 
 
+def tiny_decoder_overrides() -> dict[str, object]:
+    """The tiny decoder: its name and, since ssdd_config records the size's row in the kwargs, the row."""
+    row = {f"model.decoder.kwargs.{k}": str(list(v)) if isinstance(v, tuple) else v for k, v in size_row_kwargs("tiny").items()}
+    return {"model.decoder.name": "ssdd_tiny", **row}
+
+
 def tiny_overrides(out: Path, **changes: object) -> list[str]:
     """A recipe at test scale: tiny decoder, small encoder, 32² crops, random LPIPS/DINO allowed."""
     values: dict[str, object] = {
-        "output_dir": out, "model.decoder.name": "ssdd_tiny", "model.encoder.name": "conv_encoder",
+        "output_dir": out, **tiny_decoder_overrides(), "model.encoder.name": "conv_encoder",
         "+model.encoder.kwargs.base_channels": 16, "+model.encoder.kwargs.num_res_blocks": 1,
         "+model.encoder.kwargs.num_groups": 8, "data.demo": "true", "data.size": 32, "data.batch_size": 2,
         "data.num_workers": 0, "data.options.resize": 40, "data.options.resize_max": 48, "data.options.eval_size": 32,
@@ -109,3 +118,52 @@ def test_stages_run_one_cpu_step_each(tmp_path, no_weight_env):
     distill = run_stage("ssdd_m_distill", tmp_path / "dist", **{"distill.teacher": pretrain.export_dir, "distill.sampling.teacher_steps": 2})
     _, mse = read_loss_curve(distill.metrics_csv, "train/distill_mse")
     assert math.isfinite(mse[0]) and distill.module.autoencoder.sampling.num_steps == 1
+
+
+def test_every_decoder_size_kwarg_overrides_without_plus(tmp_path):
+    """Bug: model.decoder.kwargs.window=4 failed (only +model.decoder.kwargs.window=4 worked)."""
+    overrides = [f"output_dir={tmp_path}", "model.decoder.kwargs.window=4", "model.decoder.kwargs.num_layers=3"]
+    cfg = to_experiment_config(compose_recipe(recipe("ssdd_m"), overrides))
+    assert set(size_row_kwargs("m")) == set(cfg.model.decoder.kwargs)  # every column of the size table is there
+    with torch.device("meta"):
+        decoder = build_autoencoder(cfg.model, with_loss_terms=False).decoder
+    tables = [p.shape for n, p in decoder.named_parameters() if p.ndim == 3 and "mid_block" in n]
+    assert tables and all(shape[:2] == (7, 7) for shape in tables)  # (2w - 1, 2w - 1, heads) for w = 4
+    assert decoder.mid_block.window == 4 and len(decoder.mid_block.transformer_blocks) == 3
+
+
+def test_size_config_builds_the_same_decoder_as_the_bare_name():
+    torch.manual_seed(0)
+    recorded = build_autoencoder(ssdd_config("tiny", lpips_weight=0, repa_weight=0)).decoder.state_dict()
+    torch.manual_seed(0)
+    bare = ssdd_config("tiny", lpips_weight=0, repa_weight=0)
+    bare.decoder.kwargs = {}  # how exports written before the size table moved into the config look
+    plain = build_autoencoder(bare).decoder.state_dict()
+    assert list(recorded) == list(plain) and all(torch.equal(recorded[k], plain[k]) for k in plain)
+
+
+def test_renaming_the_decoder_of_a_size_config_is_refused_with_the_fix(tmp_path):
+    cfg = to_experiment_config(compose_recipe(recipe("ssdd_m"), [f"output_dir={tmp_path}", "model.decoder.name=ssdd_tiny"]))
+    with pytest.raises(ValueError, match=r"size-table kwargs of 'ssdd_m'.*ssdd_config\('tiny'\)"):
+        build_autoencoder(cfg.model, with_loss_terms=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "renamed", "needs"),
+    [("ssdd_m_finetune_256", "my_run", "init.weights"), ("ssdd_m", "my_finetune_256", None)],
+)
+def test_stage_check_follows_the_stage_field_not_the_recipe_name(name, renamed, needs, tmp_path):
+    overrides = [f"output_dir={tmp_path}", f"name={renamed}", "data.demo=true", "init.encoder_weights=/some/export"]
+    cfg = compose_recipe(recipe(name), overrides)
+    assert cfg.stage == ("finetune" if needs else "pretrain")
+    if needs:
+        with pytest.raises(SSDDStageError, match=needs.replace(".", r"\.")):
+            check_ssdd_stage(cfg)
+    else:
+        check_ssdd_stage(cfg)  # the name ends in finetune_256 but the stage is pre-training
+
+
+def test_unknown_stage_is_refused(tmp_path):
+    cfg = compose_recipe(recipe("ssdd_m"), [f"output_dir={tmp_path}", "data.demo=true", "init.encoder_weights=/e", "stage=finetun"])
+    with pytest.raises(SSDDStageError, match="not an SSDD stage"):
+        check_ssdd_stage(cfg)

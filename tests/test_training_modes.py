@@ -55,7 +55,7 @@ def test_init_weights_must_match_the_model(tmp_path, demo_dir, source_export):
 
 def test_distillation_run_trains_a_one_step_student_from_the_teacher(tmp_path, demo_dir, source_export):
     cfg = tiny_experiment(tmp_path, demo_dir, max_steps=3, preview_every_n_steps=0, eval_every_n_steps=3, eval_steps=[1])
-    cfg.model.sample_steps = 1
+    cfg.model.sampling.num_steps = 1
     cfg.distill = DistillConfig(enabled=True, teacher=str(source_export), sampling=DistillationConfig(teacher_steps=3))
     result = train(cfg)
     module = result.module

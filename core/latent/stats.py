@@ -15,9 +15,13 @@ from torch import Tensor
 __all__ = ["LatentStats", "LatentMoments", "compute_latent_moments", "compute_latent_stats"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class LatentStats:
-    """Scalar latent normalisation: ``z_model = (z - shift) / scale``."""
+    """Scalar latent normalisation: ``z_model = (z - shift) / scale``.
+
+    Not frozen: it is also a Hydra/OmegaConf structured-config node (``model.latent_stats.scale=...``),
+    and OmegaConf makes frozen dataclass nodes read-only.
+    """
 
     shift: float = 0.0
     scale: float = 1.0

@@ -107,6 +107,7 @@ class ExperimentConfig:
     name: str = "experiment"
     seed: int = 0
     output_dir: str = "outputs/${name}"
+    stage: str = ""  # recipe-defined training stage (e.g. SSDD "pretrain", "finetune"); read by the recipe's checks
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

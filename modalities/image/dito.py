@@ -13,12 +13,15 @@ The layers themselves are the core's dimension-generic :class:`~core.nets.ConvEn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from core.autoencoder import SamplingConfig
 from core.builder import AutoencoderConfig, ComponentConfig, LossTermConfig
+from core.latent.noise_sync import NoiseSyncConfig
 from core.nets import ConvEncoder, UNetDecoder
 from core.registry import DECODERS, ENCODERS
+from modalities.image.size_table import size_kwargs
 
 __all__ = [
     "DiToSize",
@@ -29,6 +32,8 @@ __all__ = [
     "dito_decoder",
     "dito_config",
     "dito_size",
+    "dito_row_kwargs",
+    "DITO_ARCHITECTURE_FIELDS",
 ]
 
 DITO_LPIPS_WEIGHT = 0.5  # paper App. E ("DiTo (+LPIPS)"); the official code's default of 1 is not used
@@ -104,11 +109,30 @@ def ldm_f8c4(spatial_dims: int = 2, in_channels: int = 3, out_channels: int = 4)
     )
 
 
-def dito_decoder(
-    size: str, *, spatial_dims: int = 2, in_channels: int = 3, latent_channels: int = 4, upsample_factor: int = 8
-) -> UNetDecoder:
-    """The DiTo decoder of ``size`` (consistency-decoder UNet, no attention, time scale/shift)."""
+DITO_ARCHITECTURE_FIELDS = ("widths", "pe_dim", "t_dim", "num_groups")  # the columns that shape the network
+
+
+def dito_row_kwargs(size: str) -> dict[str, Any]:
+    """The architecture kwargs of ``size`` (:data:`DITO_ARCHITECTURE_FIELDS` of its table row)."""
     row = dito_size(size)
+    return {name: getattr(row, name) for name in DITO_ARCHITECTURE_FIELDS}
+
+
+def dito_decoder(
+    size: str, *, spatial_dims: int = 2, in_channels: int = 3, latent_channels: int = 4, upsample_factor: int = 8,
+    **overrides: Any,
+) -> UNetDecoder:
+    """The DiTo decoder of ``size`` (consistency-decoder UNet, no attention, time scale/shift).
+
+    ``overrides`` replace table columns (``widths``, ``pe_dim``, ``t_dim``, ``num_groups``);
+    :func:`dito_config` writes the row there so each is overridable from the CLI.
+    """
+    unknown = set(overrides) - set(DITO_ARCHITECTURE_FIELDS)
+    if unknown:
+        raise TypeError(f"dito_{dito_size(size).name} got unknown kwargs {sorted(unknown)}; overridable: {', '.join(DITO_ARCHITECTURE_FIELDS)}")
+    rows = {name: dito_row_kwargs(name) for name in DITO_SIZES}
+    merged = size_kwargs("dito", dito_size(size).name, rows, overrides)
+    row = replace(dito_size(size), **{**merged, "widths": tuple(merged["widths"])})
     return UNetDecoder(
         spatial_dims=spatial_dims, in_channels=in_channels, latent_channels=latent_channels,
         upsample_factor=upsample_factor, stage_channels=row.stage_channels, pe_dim=row.pe_dim, t_dim=row.t_dim,
@@ -116,32 +140,23 @@ def dito_decoder(
     )
 
 
-@DECODERS.register("dito_tiny")
-def dito_tiny(spatial_dims: int = 2, in_channels: int = 3, latent_channels: int = 4, upsample_factor: int = 8) -> UNetDecoder:
-    """DiTo topology at test widths (8, 16, 24): about 0.4M parameters."""
-    return dito_decoder("tiny", spatial_dims=spatial_dims, in_channels=in_channels,
-                        latent_channels=latent_channels, upsample_factor=upsample_factor)
+def _register_decoder(size: str) -> None:
+    row = dito_size(size)
+
+    def factory(spatial_dims: int = 2, in_channels: int = 3, latent_channels: int = 4, upsample_factor: int = 8,
+                **overrides: Any) -> UNetDecoder:
+        return dito_decoder(size, spatial_dims=spatial_dims, in_channels=in_channels, latent_channels=latent_channels,
+                            upsample_factor=upsample_factor, **overrides)
+
+    params = "" if row.paper_decoder_params_m is None else f": {row.paper_decoder_params_m}M parameters"
+    label = "DiTo topology at test widths" if row.name == "tiny" else f"DiTo-{row.name.upper()} decoder"
+    factory.__name__ = factory.__qualname__ = f"dito_{row.name}"
+    factory.__doc__ = f"{label}, widths {row.widths}{params}."
+    DECODERS.add(f"dito_{row.name}", factory)
 
 
-@DECODERS.register("dito_b")
-def dito_b(spatial_dims: int = 2, in_channels: int = 3, latent_channels: int = 4, upsample_factor: int = 8) -> UNetDecoder:
-    """DiTo-B decoder, widths (128, 256, 512): 162.78M parameters."""
-    return dito_decoder("b", spatial_dims=spatial_dims, in_channels=in_channels,
-                        latent_channels=latent_channels, upsample_factor=upsample_factor)
-
-
-@DECODERS.register("dito_l")
-def dito_l(spatial_dims: int = 2, in_channels: int = 3, latent_channels: int = 4, upsample_factor: int = 8) -> UNetDecoder:
-    """DiTo-L decoder, widths (192, 384, 768): 338.52M parameters."""
-    return dito_decoder("l", spatial_dims=spatial_dims, in_channels=in_channels,
-                        latent_channels=latent_channels, upsample_factor=upsample_factor)
-
-
-@DECODERS.register("dito_xl")
-def dito_xl(spatial_dims: int = 2, in_channels: int = 3, latent_channels: int = 4, upsample_factor: int = 8) -> UNetDecoder:
-    """DiTo-XL decoder, widths (320, 640, 1024): 620.94M parameters."""
-    return dito_decoder("xl", spatial_dims=spatial_dims, in_channels=in_channels,
-                        latent_channels=latent_channels, upsample_factor=upsample_factor)
+for _size in DITO_SIZES:
+    _register_decoder(_size)
 
 
 def dito_config(
@@ -172,14 +187,11 @@ def dito_config(
         in_channels=3,
         latent_channels=4,
         encoder=ComponentConfig("ldm_f8c4"),
-        decoder=ComponentConfig(f"dito_{row.name}"),
+        decoder=ComponentConfig(f"dito_{row.name}", dito_row_kwargs(row.name)),  # overridable without "+"
         regularizer=ComponentConfig("layernorm"),  # LayerNorm over (C, H, W), no affine, eps 1e-5
         sigma_min=1e-5,
         time_sampler=ComponentConfig("uniform"),
-        noise_sync_p=DITO_NOISE_SYNC_P if noise_sync else 0.0,
-        noise_sync_tau_max=1.0,
+        noise_sync=NoiseSyncConfig(p=DITO_NOISE_SYNC_P if noise_sync else 0.0, tau_max=1.0),
         loss_terms=loss_terms,
-        sample_steps=50,
-        sample_grid="uniform",
-        sample_solver="euler",
+        sampling=SamplingConfig(num_steps=50, grid="uniform", solver="euler"),
     )

@@ -4,7 +4,7 @@ with 2 ResBlocks per level and mid attention, LayerNorm latent, consistency UNet
 scikit-image, with held-out PSNR/SSIM logged during training and 1/10/50-step PSNR at the end.
 
     python -m recipes.image.dito_cpu_evidence                                   # plain DiTo objective
-    python -m recipes.image.dito_cpu_evidence name=dito_cpu_evidence_noise_sync model.noise_sync_p=0.1
+    python -m recipes.image.dito_cpu_evidence name=dito_cpu_evidence_noise_sync model.noise_sync.p=0.1
 
 Objective as in the paper (flow matching, sigma_min 1e-5, t ~ U[0, 1], plain MSE); the learning
 rate is raised to 1e-3 because the run is 2000 steps, not 300K.

@@ -39,7 +39,7 @@ from core.training.config import (
 )
 from modalities.image.ssdd.config import ssdd_config
 
-__all__ = ["SSDDStageError", "ssdd_experiment", "check_ssdd_stage", "ssdd_recipe", "STEPS_PER_EPOCH"]
+__all__ = ["SSDD_STAGES", "SSDDStageError", "ssdd_experiment", "check_ssdd_stage", "ssdd_recipe", "STEPS_PER_EPOCH"]
 
 GLOBAL_BATCH = 256
 STEPS_PER_EPOCH = 5_005  # ceil(1,281,167 / 256)
@@ -47,12 +47,21 @@ EMA_START = 50_000
 NO_DECAY = ["*bias*"]  # biases and relative-bias tables (official: names containing "bias")
 
 
+SSDD_STAGES = ("encoder", "pretrain", "finetune", "distill")
+
+
 class SSDDStageError(ValueError):
     """A stage was started without the data or the earlier stage's weights it needs."""
 
 
 def ssdd_experiment(stage: str, size: str = "m", *, encoder: str = "f8c4", name: str) -> ExperimentConfig:
-    """The paper's run for ``stage`` in ``encoder``/``pretrain``/``finetune``/``distill``."""
+    """The paper's run for ``stage`` in ``encoder``/``pretrain``/``finetune``/``distill``.
+
+    The stage is recorded in ``ExperimentConfig.stage``; :func:`check_ssdd_stage` reads it (not the
+    recipe name), so a renamed run keeps its stage's checks.
+    """
+    if stage not in SSDD_STAGES:
+        raise ValueError(f"unknown SSDD stage '{stage}'; choose one of {', '.join(SSDD_STAGES)}")
     resolution = 256 if stage == "finetune" else 128
     lr = {"encoder": 1e-4, "pretrain": 3e-4 if size == "h" else 8e-4, "finetune": 1e-4, "distill": 1e-4}[stage]
     epochs = {"encoder": 300, "pretrain": 300, "finetune": 100, "distill": 10}[stage]
@@ -62,6 +71,7 @@ def ssdd_experiment(stage: str, size: str = "m", *, encoder: str = "f8c4", name:
         name=name,
         seed=0,
         output_dir=f"outputs/{name}",
+        stage=stage,
         model=ssdd_config(size, encoder=encoder, sample_steps=1 if distilled else 8),
         data=DataConfig(
             size=resolution, batch_size=GLOBAL_BATCH, num_workers=8,
@@ -96,7 +106,9 @@ def check_ssdd_stage(cfg: Any) -> None:
         )
     if cfg.distill.enabled and not cfg.distill.teacher:
         raise SSDDStageError(f"{cfg.name}: set distill.teacher=<ssdd_m run>/export (the EMA export of the multi-step model)")
-    if cfg.name.endswith("finetune_256") and not cfg.init.weights:
+    if cfg.stage not in SSDD_STAGES:
+        raise SSDDStageError(f"{cfg.name}: stage={cfg.stage!r} is not an SSDD stage; set stage= one of {', '.join(SSDD_STAGES)}")
+    if cfg.stage == "finetune" and not cfg.init.weights:
         raise SSDDStageError(f"{cfg.name}: set init.weights=<ssdd_m run>/export (fine-tuning starts from the 128² model)")
 
 

@@ -6,7 +6,7 @@ into a single-step decoder.
     python -m recipes.image.ssdd_cpu_evidence                                        # teacher
     python -m recipes.image.ssdd_cpu_evidence name=ssdd_cpu_evidence_distill \\
         distill.enabled=true distill.teacher=outputs/ssdd_cpu_evidence/export \\
-        model.sample_steps=1 trainer.max_steps=100 optim.lr=1e-4                     # 1-step student
+        model.sampling.num_steps=1 trainer.max_steps=100 optim.lr=1e-4               # 1-step student
 
 The LPIPS and REPA terms are off here: without the real VGG16 / DINOv2 weights (not downloadable
 on this machine) they would only add noise. Everything else follows ssdd.md §3–§6: σmin = 0,

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from core.autoencoder import DiffusionAutoencoder
 from core.builder import build_autoencoder
+from core.pretrained import save_pretrained
 from core.weight_import import import_state_dict
 from modalities.image.official.ldm_encoder import ldm_encoder_key
 from modalities.image.ssdd.config import ENCODER_LATENTS, ssdd_config
@@ -152,4 +153,4 @@ def import_ssdd(
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; pass the official model_ae_ema.safetensors (or model_ae.safetensors)")
     model = ssdd_from_official_state(load_file(str(path)), encoder=encoder, decoder=decoder, sample_steps=sample_steps)
-    return model.save_pretrained(str(out_dir), extra={"imported_from": str(path.name)})
+    return save_pretrained(model, str(out_dir), extra={"imported_from": str(path.name)})

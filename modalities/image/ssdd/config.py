@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.autoencoder import SamplingConfig
 from core.builder import AutoencoderConfig, ComponentConfig, LossTermConfig
+from modalities.image.ssdd.sizes import size_row_kwargs
 
 __all__ = ["ssdd_config", "ENCODER_LATENTS"]
 
@@ -35,7 +37,9 @@ def ssdd_config(
         encoder: ``f8c4`` or ``f16c4``.
         lpips_kwargs, repa_kwargs: constructor kwargs of the ``lpips`` / ``repa`` loss terms
             (e.g. ``vgg_weights``, ``dino_weights``, ``allow_random_weights``).
-        decoder_kwargs: overrides for the decoder (e.g. ``attention_backend``).
+        decoder_kwargs: overrides for the decoder (e.g. ``attention_backend``). The size's own
+            row (channels, heads, window, ...) is written into the decoder kwargs too, so every
+            one of them can be overridden from the CLI without ``+``.
         sample_steps: default decode steps (1 for a distilled decoder).
     """
     if encoder not in ENCODER_LATENTS:
@@ -53,14 +57,11 @@ def ssdd_config(
         in_channels=3,
         latent_channels=latent_channels,
         encoder=ComponentConfig(encoder_name),
-        decoder=ComponentConfig(f"ssdd_{size.lower()}", dict(decoder_kwargs or {})),
+        decoder=ComponentConfig(f"ssdd_{size.lower()}", {**size_row_kwargs(size.lower()), **(decoder_kwargs or {})}),
         regularizer=ComponentConfig("kl"),
         regularizer_weight=kl_weight,
         sigma_min=0.0,
         time_sampler=ComponentConfig("logit_normal", {"mean": 0.0, "std": 1.0}),
         loss_terms={name: term for name, term in terms.items() if term.weight != 0},
-        sample_steps=sample_steps,
-        sample_grid="power",
-        sample_grid_power=2.0,
-        sample_solver="euler",
+        sampling=SamplingConfig(num_steps=sample_steps, grid="power", power=2.0, solver="euler"),
     )

@@ -1,7 +1,9 @@
 """SSDD decoder sizes (the official ``UViTDecoder.SIZES``) registered as ``ssdd_<size>`` decoders.
 
-Heads are 4 for XS and S, otherwise ``min(16, max(4, mid_width // 64))``. ``tiny`` is a
-difftok-only size for tests (8-group norms, 2 blocks).
+Heads are 4 for XS and S, otherwise ``min(16, max(4, mid_width // 64))``; every size attends in
+windows of 8. ``tiny`` is a difftok-only size for tests (8-group norms, 2 blocks).
+:func:`~modalities.image.ssdd.config.ssdd_config` writes a row's fields into the decoder kwargs
+(:func:`size_row_kwargs`), so each can be overridden (``model.decoder.kwargs.window=4``).
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.registry import DECODERS
+from modalities.image.size_table import size_kwargs
 from modalities.image.ssdd.decoder import UViTDecoder, level_widths
 
-__all__ = ["SSDDSize", "SSDD_SIZES", "ssdd_decoder", "default_heads"]
+__all__ = ["SSDDSize", "SSDD_SIZES", "ssdd_decoder", "default_heads", "size_row_kwargs"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class SSDDSize:
     num_layers: int
     heads: int
     num_groups: int = 32
+    window: int = 8  # attention window of the middle transformer (keys within ±(w - 1) tokens per axis)
 
     @property
     def widths(self) -> list[int]:
@@ -52,13 +56,18 @@ SSDD_SIZES: dict[str, SSDDSize] = {
 }
 
 
+def size_row_kwargs(size: str) -> dict[str, Any]:
+    """The architecture kwargs of decoder size ``size`` (a row of :data:`SSDD_SIZES`)."""
+    if size not in SSDD_SIZES:
+        raise KeyError(f"unknown SSDD decoder size '{size}'; sizes: {', '.join(SSDD_SIZES)}")
+    return asdict(SSDD_SIZES[size])
+
+
 def ssdd_decoder(size: str, **kwargs: Any) -> UViTDecoder:
     """Build the SSDD decoder of a named size; ``kwargs`` are the builder's and overrides."""
-    try:
-        spec = SSDD_SIZES[size]
-    except KeyError:
-        raise KeyError(f"unknown SSDD decoder size '{size}'; sizes: {', '.join(SSDD_SIZES)}") from None
-    return UViTDecoder(**{**asdict(spec), **kwargs})
+    size_row_kwargs(size)  # names the sizes when ``size`` is unknown
+    rows = {name: asdict(spec) for name, spec in SSDD_SIZES.items()}
+    return UViTDecoder(**size_kwargs("ssdd", size, rows, kwargs))
 
 
 def _register(size: str) -> None:
