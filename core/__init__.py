@@ -34,15 +34,16 @@ from core.registry import (
 )
 from core.samplers.grids import time_grid
 from core.samplers.solvers import euler_solve, heun_solve, solve
+from core.shapes import ShapeRule, upsample_nearest
 
 __all__ = [
     "AutoencoderConfig", "CheckpointMismatchError", "ComponentConfig", "DECODERS", "DecoderOutput",
     "DiffusersVAE", "DiffusionAutoencoder", "DistillationConfig", "DuplicateRegistrationError", "EMA", "ENCODERS",
     "EncoderOutput", "FlowPath", "IdentityLatent", "InputError", "KLLatent", "LOSS_TERMS", "LatentDist",
     "LatentMoments", "LatentStats", "LayerNormLatent", "LogitNormalTimeSampler", "LossTermConfig", "MODALITIES",
-    "NoiseSyncConfig", "NoiseSyncOutput", "PathSample", "REGULARIZERS", "Registry", "SamplingConfig",
+    "NoiseSyncConfig", "NoiseSyncOutput", "PathSample", "REGULARIZERS", "Registry", "SamplingConfig", "ShapeRule",
     "TIME_SAMPLERS", "TimeBucketLoss", "UniformTimeSampler", "build_autoencoder", "compute_latent_moments", "compute_latent_stats",
     "create", "distillation_losses", "euler_solve", "flow_matching_loss", "from_pretrained", "heun_solve",
     "list_models", "load_plugins", "make_student", "noise_sync", "per_sample_mse", "save_pretrained",
-    "solve", "time_grid", "truncated_uniform", "write_latent_stats",
+    "solve", "time_grid", "truncated_uniform", "upsample_nearest", "write_latent_stats",
 ]

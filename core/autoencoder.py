@@ -1,8 +1,10 @@
 """``DiffusionAutoencoder``: encoder + latent regularizer + flow decoder, modality agnostic.
 
 Data layout is ``(B, C, *spatial)`` with 1, 2 or 3 spatial dims; nothing here knows which.
-Encoders must expose ``in_channels``, ``spatial_dims`` and ``downsample_factor``; decoders are
-called as ``decoder(x_t, time_scale * t, z)`` and return ``u = x - (1 - sigma_min)·eps``.
+Encoders must expose ``in_channels``, ``spatial_dims`` and either ``shape_rule`` (a
+:class:`~core.shapes.ShapeRule`, per-axis and causal factors) or ``downsample_factor`` (one int for
+every axis); decoders are called as ``decoder(x_t, time_scale * t, z)`` and return
+``u = x - (1 - sigma_min)·eps``. Saving and loading live in :mod:`core.pretrained`.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from core.latent.stats import LatentStats
 from core.loss_terms import LossInputs
 from core.samplers.grids import time_grid
 from core.samplers.solvers import initial_noise, solve
+from core.shapes import ShapeRule
 
-__all__ = ["DiffusionAutoencoder", "SamplingConfig", "InputError"]
+__all__ = ["DiffusionAutoencoder", "SamplingConfig", "InputError", "encoder_shape_rule"]
 
 
 class InputError(ValueError):
@@ -86,9 +89,10 @@ class DiffusionAutoencoder(nn.Module):
         config: Any = None,
     ) -> None:
         super().__init__()
-        for attr in ("in_channels", "spatial_dims", "downsample_factor"):
+        for attr in ("in_channels", "spatial_dims"):
             if not hasattr(encoder, attr):
                 raise TypeError(f"encoder {type(encoder).__name__} must define '{attr}'")
+        self.shape_rule = encoder_shape_rule(encoder)
         self.encoder, self.regularizer, self.decoder = encoder, regularizer, decoder
         self.path = path or FlowPath()
         self.time_sampler = time_sampler or UniformTimeSampler()
@@ -112,7 +116,12 @@ class DiffusionAutoencoder(nn.Module):
 
     @property
     def downsample_factor(self) -> int:
-        return int(self.encoder.downsample_factor)
+        """The one factor of an isotropic shape rule (every image tokenizer); see :attr:`shape_rule`."""
+        if not self.shape_rule.is_isotropic:
+            raise ValueError(
+                f"this tokenizer has no single downsample factor ({self.shape_rule.describe()}); use tok.shape_rule"
+            )
+        return self.shape_rule.factors[0]
 
     @property
     def latent_channels(self) -> int:
@@ -121,12 +130,12 @@ class DiffusionAutoencoder(nn.Module):
     def latent_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Latent shape for an input shape ``(B, C, *S)`` (or ``(C, *S)``)."""
         batch, spatial = input_shape[:-self.spatial_dims - 1], input_shape[-self.spatial_dims:]
-        return (*batch, self.latent_channels, *(s // self.downsample_factor for s in spatial))
+        return (*batch, self.latent_channels, *self.shape_rule.latent(spatial))
 
     def data_shape(self, latent_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Data shape decoded from latents ``(B, C_z, *S/f)`` (or ``(C_z, *S/f)``): the inverse of :meth:`latent_shape`."""
         batch, spatial = latent_shape[:-self.spatial_dims - 1], latent_shape[-self.spatial_dims:]
-        return (*batch, self.in_channels, *(s * self.downsample_factor for s in spatial))
+        return (*batch, self.in_channels, *self.shape_rule.data(spatial))
 
     def check_input(self, x: Tensor) -> None:
         """Raise :class:`InputError` with the fix when ``x`` cannot be encoded."""
@@ -142,14 +151,9 @@ class DiffusionAutoencoder(nn.Module):
                 f"convert the input (e.g. grayscale -> RGB with x.expand(-1, 3, ...)) or use a tokenizer "
                 f"built with in_channels={x.shape[1]}"
             )
-        f = self.downsample_factor
-        bad = [s for s in x.shape[2:] if s % f]
-        if bad:
-            fixed = tuple((s // f) * f for s in x.shape[2:])
-            raise InputError(
-                f"spatial size {tuple(x.shape[2:])} is not divisible by the encoder stride {f}; "
-                f"crop or pad to a multiple of {f}, e.g. {fixed}"
-            )
+        problem = self.shape_rule.problem(tuple(x.shape[2:]))
+        if problem is not None:
+            raise InputError(problem)
         if not torch.isfinite(x).all():
             raise InputError("input contains NaN or Inf values; clean the data (e.g. torch.nan_to_num) before encoding")
 
@@ -273,3 +277,18 @@ class DiffusionAutoencoder(nn.Module):
         losses["t"] = t.detach()
         losses["fm_per_sample"] = fm_per_sample.detach()
         return losses
+def encoder_shape_rule(encoder: nn.Module) -> ShapeRule:
+    """The encoder's :class:`ShapeRule`: its ``shape_rule``, else isotropic from ``downsample_factor``."""
+    rule = getattr(encoder, "shape_rule", None)
+    if rule is None:
+        if not hasattr(encoder, "downsample_factor"):
+            raise TypeError(
+                f"encoder {type(encoder).__name__} must define 'shape_rule' (a core.shapes.ShapeRule) or 'downsample_factor'"
+            )
+        rule = ShapeRule.isotropic(int(encoder.downsample_factor), int(encoder.spatial_dims))
+    if not isinstance(rule, ShapeRule) or rule.dims != int(encoder.spatial_dims):
+        raise TypeError(
+            f"encoder {type(encoder).__name__}.shape_rule must be a core.shapes.ShapeRule with one factor per spatial dim "
+            f"({encoder.spatial_dims}), got {rule!r}"
+        )
+    return rule

@@ -4,10 +4,13 @@ The config names components by registry name plus keyword arguments (never impor
 is stored verbatim in ``config.json`` and in Lightning checkpoints.
 
 Builder contract: encoders are created with ``spatial_dims``, ``in_channels`` and ``out_channels``
-(= ``latent_channels`` x the regularizer's ``raw_channels_per_latent``); decoders with
-``spatial_dims``, ``in_channels``, ``latent_channels`` and ``upsample_factor`` (the encoder's
-``downsample_factor``); both also receive their ``kwargs``. Loss-term factories get their ``kwargs`` plus the built ``decoder`` when they declare
-a ``decoder`` parameter (e.g. REPA sizes its projector from it).
+(= ``latent_channels`` x the regularizer's ``raw_channels_per_latent``) and expose a
+:class:`~core.shapes.ShapeRule` (``shape_rule``, or one ``downsample_factor`` meaning an isotropic
+rule). Decoders are created with ``spatial_dims``, ``in_channels``, ``latent_channels`` and the
+encoder's rule: as ``shape_rule`` when their factory declares that parameter, else as one
+``upsample_factor`` (only possible for isotropic rules). Both also receive their ``kwargs``.
+Loss-term factories get their ``kwargs`` plus the built ``decoder`` when they declare a ``decoder``
+parameter (e.g. REPA sizes its projector from it).
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from typing import Any
 
 from torch import nn
 
-from core.autoencoder import DiffusionAutoencoder, SamplingConfig
+from core.autoencoder import DiffusionAutoencoder, SamplingConfig, encoder_shape_rule
 from core.flow.path import FlowPath
 from core.latent.noise_sync import NoiseSyncConfig
 from core.latent.stats import LatentStats
 from core.registry import DECODERS, ENCODERS, LOSS_TERMS, REGULARIZERS, TIME_SAMPLERS
+from core.shapes import ShapeRule
 
 __all__ = [
     "ComponentConfig", "LossTermConfig", "AutoencoderConfig", "build_autoencoder", "config_from_dict", "create_loss_term",
@@ -159,7 +163,7 @@ def build_autoencoder(config: AutoencoderConfig | dict[str, Any], *, with_loss_t
         spatial_dims=config.spatial_dims,
         in_channels=config.in_channels,
         latent_channels=config.latent_channels,
-        upsample_factor=encoder.downsample_factor,
+        **_decoder_shape_kwargs(config.decoder.name, encoder_shape_rule(encoder)),
         **_plain(config.decoder.kwargs),
     )
     loss_terms = {
@@ -181,6 +185,18 @@ def build_autoencoder(config: AutoencoderConfig | dict[str, Any], *, with_loss_t
         latent_stats=replace(config.latent_stats),
         config=config,
     )
+
+
+def _decoder_shape_kwargs(name: str, rule: ShapeRule) -> dict[str, Any]:
+    """How decoder ``name`` receives the shape rule: ``shape_rule`` if its factory declares it, else one int."""
+    if "shape_rule" in inspect.signature(DECODERS.get(name)).parameters:
+        return {"shape_rule": rule}
+    if not rule.is_isotropic:
+        raise ValueError(
+            f"decoder '{name}' takes one upsample_factor, but the encoder's rule is {rule.describe()}; "
+            f"use a decoder whose factory accepts shape_rule (e.g. 'unet_decoder')"
+        )
+    return {"upsample_factor": rule.factors[0]}
 
 
 def create_loss_term(name: str, kwargs: dict[str, Any], decoder: nn.Module) -> nn.Module:

@@ -2,6 +2,10 @@
 
 Loading never unpickles: tensors come from safetensors and the architecture is rebuilt from
 registry names in ``config.json``. Mismatches raise :class:`CheckpointMismatchError` naming the fix.
+
+``config.json``'s ``latent`` section records the latent channels, the :class:`~core.shapes.ShapeRule`
+(``shape_rule``: per-axis factors and causal flags; isotropic rules also keep ``downsample_factor``)
+and the latent stats. Folders written before the shape rule was stored still load.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from core.autoencoder import DiffusionAutoencoder
 from core.builder import AutoencoderConfig, build_autoencoder, config_from_dict
 from core.fileio import atomic_write_bytes
 from core.latent.stats import LatentStats
+from core.shapes import ShapeRule
 
 __all__ = [
     "CheckpointMismatchError", "save_pretrained", "from_pretrained", "load_state_dict_strict", "write_latent_stats",
@@ -69,18 +74,22 @@ def save_pretrained(model: DiffusionAutoencoder, directory: str | os.PathLike[st
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     config = replace(model.config, latent_stats=replace(model.latent_stats))
+    rule = model.shape_rule
+    latent: dict[str, Any] = {
+        "channels": model.latent_channels,
+        "spatial_dims": model.spatial_dims,
+        "shape_rule": rule.to_dict(),
+        "shift": config.latent_stats.shift,
+        "scale": config.latent_stats.scale,
+    }
+    if rule.is_isotropic:  # the field readers of older exports look for
+        latent["downsample_factor"] = rule.factors[0]
     meta = {
         "format": "difftok",
         "format_version": FORMAT_VERSION,
         "class": type(model).__name__,
         "modality": config.modality,
-        "latent": {
-            "channels": model.latent_channels,
-            "spatial_dims": model.spatial_dims,
-            "downsample_factor": model.downsample_factor,
-            "shift": config.latent_stats.shift,
-            "scale": config.latent_stats.scale,
-        },
+        "latent": latent,
         "autoencoder": asdict(config),
         "extra": extra or {},
     }
@@ -143,6 +152,13 @@ def from_pretrained(
             f"point to a {modality} checkpoint or load it with modality='{config.modality}'"
         )
     model = build_autoencoder(config, with_loss_terms=with_loss_terms)
+    saved_rule = (meta.get("latent") or {}).get("shape_rule")
+    if saved_rule is not None and ShapeRule.from_dict(saved_rule) != model.shape_rule:
+        raise CheckpointMismatchError(
+            f"{directory}/config.json records the shape rule {ShapeRule.from_dict(saved_rule).describe()} but its "
+            f"autoencoder config builds {model.shape_rule.describe()}; the folder was edited by hand or written by "
+            f"another difftok version: re-export it with save_pretrained"
+        )
     weights = Path(directory) / WEIGHTS_NAME
     state = read_weights(directory, map_location)
     if not with_loss_terms:

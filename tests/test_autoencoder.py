@@ -82,7 +82,7 @@ def test_bad_inputs_raise_clear_errors():
     ae = build_autoencoder(tiny_config())
     with pytest.raises(InputError, match="expected 3 channels, got 1"):
         ae.encode(torch.zeros(1, 1, 16, 16))
-    with pytest.raises(InputError, match=r"not divisible by the encoder stride 4.*\(16, 12\)"):
+    with pytest.raises(InputError, match=r"size 18 is not a multiple of 4: use 16 or 20.*crop or pad, e.g. to \(16, 12\)"):
         ae.encode(torch.zeros(1, 3, 18, 14))
     bad = torch.zeros(1, 3, 16, 16)
     bad[0, 0, 0, 0] = float("nan")

@@ -81,6 +81,13 @@ class DiffusersVAE(nn.Module):
         super().__init__()
         if num_inference_steps is not None and num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1 or None, got {num_inference_steps}")
+        if not tokenizer.shape_rule.is_isotropic:
+            # diffusers pipelines size latents with one vae_scale_factor for every axis and know no causal axes
+            raise ValueError(
+                f"DiffusersVAE needs the same non-causal factor on every axis, but this tokenizer has "
+                f"{tokenizer.shape_rule.describe()}: diffusers derives one vae_scale_factor for all axes; "
+                f"use the tokenizer's own encode/decode and tok.latent_shape instead"
+            )
         _log2_exact(tokenizer.downsample_factor)
         self.tokenizer = tokenizer
         self.num_inference_steps = num_inference_steps

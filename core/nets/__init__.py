@@ -11,6 +11,7 @@ from core.nets.conv_encoder import ConvEncoder
 from core.nets.dit import DIT_SIZES, DiT  # importing registers the dit_* generators
 from core.nets.unet_decoder import UNetDecoder
 from core.registry import DECODERS, ENCODERS
+from core.shapes import ShapeRule
 
 __all__ = ["ConvEncoder", "UNetDecoder", "DiT", "DIT_SIZES"]
 
@@ -22,6 +23,7 @@ def conv_encoder(**kwargs) -> ConvEncoder:
 
 
 @DECODERS.register("unet_decoder")
-def unet_decoder(**kwargs) -> UNetDecoder:
-    """Consistency-decoder-style flow UNet; see :class:`UNetDecoder` for arguments."""
-    return UNetDecoder(**kwargs)
+def unet_decoder(shape_rule: ShapeRule | None = None, **kwargs) -> UNetDecoder:
+    """Consistency-decoder-style flow UNet; see :class:`UNetDecoder` for arguments (``shape_rule``
+    is named here so the builder passes the encoder's per-axis rule)."""
+    return UNetDecoder(shape_rule=shape_rule, **kwargs)

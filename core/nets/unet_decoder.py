@@ -1,7 +1,7 @@
 """Consistency-decoder-style flow UNet (DiTo's decoder family), generic over 1-D/2-D/3-D.
 
 Input is ``x_t`` concatenated on channels with the latent ``z`` nearest-upsampled to the data
-resolution; the time ``1000·t`` enters through sinusoidal features + MLP and modulates the second
+resolution (:func:`core.shapes.upsample_nearest`, which honours per-axis and causal factors); the time ``1000·t`` enters through sinusoidal features + MLP and modulates the second
 GroupNorm of every block as ``GN(h)·(1 + scale) + shift``. No attention. Stage widths
 ``stage_channels`` (DiTo: c0, c1, c2, c2), ``down_blocks`` ResBlocks per down stage followed by
 a resampling block, ``mid_blocks`` in the middle, ``up_blocks`` per up stage each concatenating
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.nets.layers import SinusoidalTimeEmbedding, avg_pool_nd, check_spatial_dims, conv_nd, group_norm
+from core.shapes import ShapeRule, upsample_nearest
 
 __all__ = ["UNetDecoder"]
 
@@ -56,7 +57,8 @@ class UNetDecoder(nn.Module):
         spatial_dims: 1, 2 or 3.
         in_channels: data channels (also the output channels).
         latent_channels: channels of z.
-        upsample_factor: data / latent resolution ratio (the encoder's reduction).
+        upsample_factor: one data / latent ratio for every axis (default 8); give either this or ``shape_rule``.
+        shape_rule: the encoder's per-axis rule (factors, causal axes); the builder passes it.
         stage_channels: width per resolution stage.
         down_blocks, mid_blocks, up_blocks: ResBlocks per down stage / middle / up stage.
         pe_dim, t_dim: sinusoidal feature count and time-embedding width.
@@ -68,7 +70,7 @@ class UNetDecoder(nn.Module):
         spatial_dims: int = 2,
         in_channels: int = 3,
         latent_channels: int = 4,
-        upsample_factor: int = 8,
+        upsample_factor: int | None = None,
         stage_channels: tuple[int, ...] = (128, 256, 512, 512),
         down_blocks: int = 3,
         mid_blocks: int = 2,
@@ -76,12 +78,14 @@ class UNetDecoder(nn.Module):
         pe_dim: int = 320,
         t_dim: int = 1280,
         num_groups: int = 32,
+        shape_rule: ShapeRule | None = None,
     ) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims)
         d, g = spatial_dims, num_groups
         self.spatial_dims, self.in_channels, self.latent_channels = d, in_channels, latent_channels
-        self.upsample_factor = upsample_factor
+        self.shape_rule = _resolve_rule(spatial_dims, upsample_factor, shape_rule)
+        self.resample_levels = len(stage_channels) - 1  # x2 poolings: data sizes must be multiples of 2**levels
         self.time_embed = SinusoidalTimeEmbedding(pe_dim, t_dim)
         self.stem = conv_nd(d, in_channels + latent_channels, stage_channels[0], 3, padding=1)
 
@@ -117,9 +121,15 @@ class UNetDecoder(nn.Module):
 
     def forward(self, x_t: Tensor, t: Tensor, z: Tensor) -> Tensor:
         """``x_t`` (B, C, *S), network time ``t`` (B,) (already ×1000), ``z`` (B, C_z, *S/f)."""
-        z_up = F.interpolate(z.to(x_t.dtype), scale_factor=float(self.upsample_factor), mode="nearest")
+        z_up = upsample_nearest(z.to(x_t.dtype), self.shape_rule)
         if z_up.shape[2:] != x_t.shape[2:]:
-            raise ValueError(f"latent {tuple(z.shape)} does not match x_t {tuple(x_t.shape)} at factor {self.upsample_factor}")
+            raise ValueError(f"latent {tuple(z.shape)} does not match x_t {tuple(x_t.shape)} at {self.shape_rule.describe()}")
+        stride = 2**self.resample_levels
+        if any(s % stride for s in x_t.shape[2:]):
+            raise ValueError(
+                f"UNetDecoder with {self.resample_levels + 1} stages needs data sizes that are multiples of {stride}, got "
+                f"{tuple(x_t.shape[2:])}; use fewer stage_channels (one stage works for any size) or crop/pad the data"
+            )
         t_emb = self.time_embed(t)  # (B, t_dim)
         h = self.stem(torch.cat([x_t, z_up], dim=1))  # (B, c0, *S)
         skips = [h]
@@ -133,3 +143,20 @@ class UNetDecoder(nn.Module):
                 h = torch.cat([h, skips.pop()], dim=1)
             h = block(h, t_emb)
         return self.conv_out(F.silu(self.norm_out(h)))  # (B, C, *S)
+
+    @property
+    def upsample_factor(self) -> int:
+        """The one factor of an isotropic rule (``shape_rule`` describes every case)."""
+        if not self.shape_rule.is_isotropic:
+            raise ValueError(f"this decoder has no single upsample factor ({self.shape_rule.describe()}); use .shape_rule")
+        return self.shape_rule.factors[0]
+
+
+def _resolve_rule(spatial_dims: int, upsample_factor: int | None, shape_rule: ShapeRule | None) -> ShapeRule:
+    if shape_rule is None:
+        return ShapeRule.isotropic(8 if upsample_factor is None else upsample_factor, spatial_dims)
+    if upsample_factor is not None and shape_rule != ShapeRule.isotropic(upsample_factor, spatial_dims):
+        raise ValueError(f"upsample_factor={upsample_factor} contradicts shape_rule {shape_rule.describe()}; pass only one")
+    if shape_rule.dims != spatial_dims:
+        raise ValueError(f"shape_rule covers {shape_rule.dims} axes but spatial_dims is {spatial_dims}")
+    return shape_rule

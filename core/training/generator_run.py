@@ -65,7 +65,7 @@ def resolve_generator_config(cfg: GeneratorExperimentConfig, tokenizer: Diffusio
             )
     else:
         channels = tokenizer.latent_channels
-        grid = [cfg.data.size // tokenizer.downsample_factor] * tokenizer.spatial_dims
+        grid = list(tokenizer.latent_shape((tokenizer.in_channels, *[cfg.data.size] * tokenizer.spatial_dims))[1:])
     if channels != tokenizer.latent_channels or len(grid) != tokenizer.spatial_dims:
         raise ValueError(
             f"cached latents have shape {(channels, *grid)} but the tokenizer makes {tokenizer.latent_channels}-channel "
