@@ -87,7 +87,7 @@ class UViTDecoder(nn.Module):
         window: attention window w (keys within ±(w - 1) tokens in each axis).
         num_groups: GroupNorm groups (32 in every official size).
         down_blocks: ResBlocks per down level (the up path has one more).
-        attention_backend: ``auto`` | ``flex`` | ``flex_eager`` | ``sdpa``.
+        attention_backend: ``auto`` | ``local`` | ``flex`` | ``flex_eager`` | ``xformers`` | ``sdpa`` (see :mod:`.attention`).
 
     Attributes:
         repa_module: dotted name of the transformer block whose output feeds REPA.
