@@ -193,4 +193,4 @@ class UViTDecoder(nn.Module):
         h = self.mid_block(h, ctx)  # (B, c3, H/8, W/8)
         for level in self.up_blocks:
             h = level(h, temb_act, ctx, skips)
-        return self.conv_out(F.silu(self.conv_norm_out(h))).contiguous()  # (B, C, H, W)
+        return self.conv_out(F.silu(self.conv_norm_out(h), inplace=True)).contiguous()  # (B, C, H, W)
