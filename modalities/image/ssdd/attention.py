@@ -45,14 +45,16 @@ FLEX_BLOCK = 128
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """``auto`` -> ``flex`` on CUDA, ``local`` elsewhere; other names are checked and returned.
+    """``auto`` -> ``flex`` on CUDA, ``sdpa`` on meta, ``local`` elsewhere; other names are checked and returned.
 
     ``xformers`` needs a CUDA device and the xformers package; either missing raises here, naming the fix.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown attention backend '{backend}'; choose one of {BACKENDS}")
     if backend == "auto":
-        return "flex" if device.type == "cuda" else "local"
+        # A meta-device decoder only counts parameters and FLOPs; the dense path keeps FLOP counts in
+        # the convention of the spec and the official code (the window is a mask on full attention).
+        return {"cuda": "flex", "meta": "sdpa"}.get(device.type, "local")
     if backend == "xformers":
         if device.type != "cuda":
             raise ValueError(

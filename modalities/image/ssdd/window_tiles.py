@@ -77,7 +77,7 @@ class HaloTiling:
         cols = torch.arange(ntx, device=device)[:, None] * tx - hx + key_x[None, :]  # (ntx, kx)
         row_out, col_out = (rows < 0) | (rows >= height), (cols < 0) | (cols >= width)
         padding = row_out[:, None, :, None] | col_out[None, :, None, :]  # (nty, ntx, ky, kx)
-        key_padding = padding.reshape(nty * ntx, 1, ky * kx) if bool(padding.any()) else None
+        key_padding = padding.reshape(nty * ntx, 1, ky * kx) if padding.is_meta or bool(padding.any()) else None
         return cls(height, width, radius, (ty, tx), (hy, hx), (nty, ntx), index, key_padding)
 
     @property
