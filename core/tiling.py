@@ -23,14 +23,16 @@ attention) give a close but not equal one, see ``tests/test_tiling.py`` for meas
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-__all__ = ["TileSpec", "AxisTiles", "plan_axis", "blend_window", "resolve_tiles", "tiled_velocity", "TiledVelocity"]
+from core.samplers.solvers import VelocityFn
+
+__all__ = ["TileSpec", "AxisTiles", "plan_axis", "blend_window", "resolve_tiles", "LatentTiling", "tiled_velocity"]
 
 TileSpec = int | Sequence[int | None] | None
 
@@ -122,10 +124,13 @@ def resolve_tiles(model: Any, tile: TileSpec, overlap: TileSpec = None) -> list[
     return resolved
 
 
-class TiledVelocity:
-    """A solver velocity ``(x_t, t, z) -> u`` that evaluates ``model.velocity`` tile by tile.
+class LatentTiling:
+    """The tiles of one latent shape and their data-space blend (see the module docstring).
 
-    Built for one latent shape; ``x_t`` must have the matching data shape. See the module docstring.
+    Args:
+        model: the tokenizer (its ``spatial_dims``, ``data_shape`` and, for :meth:`velocity`, ``velocity``).
+        latent_shape: ``(B, C_z, *S/f)``.
+        tile, overlap: see :func:`resolve_tiles`.
     """
 
     def __init__(self, model: TileableModel, latent_shape: tuple[int, ...], tile: TileSpec, overlap: TileSpec = None) -> None:
@@ -167,22 +172,32 @@ class TiledVelocity:
             weight = weight * blend_window(sl.stop - sl.start, before, after, device=like.device, dtype=like.dtype).view(shape)
         return weight
 
-    def __call__(self, x_t: Tensor, t: Tensor, z: Tensor) -> Tensor:
-        if tuple(x_t.shape[-self.dims:]) != self.data_sizes:
-            raise ValueError(f"x_t {tuple(x_t.shape)} does not match the planned data size {self.data_sizes}")
-        total = torch.zeros_like(x_t)
-        weight_sum = torch.zeros((1, 1, *self.data_sizes), device=x_t.device, dtype=x_t.dtype)
+    def blend(self, fn: Callable[[Tensor, Tensor], Tensor], data: Tensor, z: Tensor) -> Tensor:
+        """``fn(data_tile, z_tile) -> data-space tile`` on every tile, blended into a tensor like ``data``.
+
+        ``data`` is a full-size data-space tensor (the state ``x_t``, or the initial noise) that is
+        sliced per tile; ``z`` the full latents. Only one tile's ``fn`` output is alive at a time.
+        """
+        if tuple(data.shape[-self.dims:]) != self.data_sizes:
+            raise ValueError(f"data {tuple(data.shape)} does not match the planned data size {self.data_sizes}")
+        total = torch.zeros_like(data)
+        weight_sum = torch.zeros((1, 1, *self.data_sizes), device=data.device, dtype=data.dtype)
         keep = (slice(None), slice(None))
         for latent_slices, data_slices, overlaps in self._tiles():
-            u = self.model.velocity(x_t[keep + data_slices], t, z[keep + latent_slices])
-            window = self._window(data_slices, overlaps, x_t)
-            total[keep + data_slices] += u * window
+            out = fn(data[keep + data_slices], z[keep + latent_slices])
+            window = self._window(data_slices, overlaps, data)
+            total[keep + data_slices] += out * window
             weight_sum[keep + data_slices] += window
         return total / weight_sum
 
+    def velocity(self, x_t: Tensor, t: Tensor, z: Tensor) -> Tensor:
+        """The solver velocity: ``model.velocity`` tile by tile on the shared state, blended."""
+        return self.blend(lambda x_tile, z_tile: self.model.velocity(x_tile, t, z_tile), x_t, z)
 
-def tiled_velocity(model: TileableModel, latent_shape: tuple[int, ...], *, tile: TileSpec, overlap: TileSpec = None) -> TiledVelocity:
-    """The tiled solver velocity for latents of ``latent_shape``; ``overlap`` defaults to ``tile // 4``.
+
+def tiled_velocity(model: TileableModel, latent_shape: tuple[int, ...], *, tile: TileSpec, overlap: TileSpec = None) -> VelocityFn:
+    """The tiled solver velocity ``(x_t, t, z) -> u`` for latents of ``latent_shape`` (what
+    ``DiffusionAutoencoder.decode(..., tile=...)`` integrates); ``overlap`` defaults to ``tile // 4``.
 
     Args:
         model: the tokenizer (its ``velocity``, ``spatial_dims`` and ``data_shape`` are used).
@@ -190,4 +205,4 @@ def tiled_velocity(model: TileableModel, latent_shape: tuple[int, ...], *, tile:
         tile: latent tile size: one int for every axis, or one entry per latent axis (None = whole axis).
         overlap: latent overlap between neighbouring tiles, same forms (default a quarter of the tile).
     """
-    return TiledVelocity(model, latent_shape, tile, overlap)
+    return LatentTiling(model, latent_shape, tile, overlap).velocity

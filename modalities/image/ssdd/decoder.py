@@ -66,7 +66,8 @@ class UpLevel(nn.Module):
 
     def forward(self, h: Tensor, temb_act: Tensor, ctx: LatentContext, skips: list[Tensor]) -> Tensor:
         for resnet in self.resnets:
-            h = resnet(torch.cat([h, skips.pop()], dim=1), temb_act, ctx)
+            h = torch.cat([h, skips.pop()], dim=1)  # rebinding frees the pre-concat h before the block runs
+            h = resnet(h, temb_act, ctx)
         if self.upsample is not None:
             h = self.upsample(h)
         return h
