@@ -86,6 +86,8 @@ class HaloTiling:
 
     def queries(self, q: Tensor) -> Tensor:
         """``(B, heads, N, d)`` row-major tokens -> ``(B, heads · tiles, ty·tx, d)`` query tiles."""
+        if self.num_tiles == 1:  # one tile, no halo, no padding: the grid itself, no copy
+            return q
         batch, heads, _, d = q.shape
         (ty, tx), (nty, ntx) = self.tile, self.tiles
         grid = q.view(batch, heads, self.height, self.width, d)
@@ -95,6 +97,8 @@ class HaloTiling:
 
     def keys(self, k: Tensor) -> Tensor:
         """``(B, heads, N, d)`` -> ``(B, heads · tiles, ky·kx, d)``: each tile's halo (zero-padded)."""
+        if self.num_tiles == 1:
+            return k
         batch, heads, _, d = k.shape
         (ty, tx), (hy, hx), (nty, ntx) = self.tile, self.halo, self.tiles
         grid = k.view(batch, heads, self.height, self.width, d)
@@ -119,6 +123,8 @@ class HaloTiling:
     def merge(self, out: Tensor) -> Tensor:
         """``(B, heads · tiles, ty·tx, d)`` tile outputs -> ``(B, N, heads · d)`` tokens (padding dropped)."""
         batch, _, _, d = out.shape
+        if self.num_tiles == 1:
+            return out.transpose(1, 2).reshape(batch, self.height * self.width, -1)
         (ty, tx), (nty, ntx) = self.tile, self.tiles
         heads = out.shape[1] // (nty * ntx)
         grid = out.view(batch, heads, nty, ntx, ty, tx, d).permute(0, 2, 4, 3, 5, 1, 6)  # (B, nty, ty, ntx, tx, heads, d)
