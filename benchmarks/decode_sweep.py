@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -84,6 +85,7 @@ def decode_once(model: str, size: int, tile: int, *, device: str = "cpu", attent
         z = torch.randn(1, 4, size // 8, size // 8, generator=generator).to(dev)
         noise = torch.randn(1, 3, size, size, generator=generator).to(dev)
         baseline = _rss_gb()
+        load = os.getloadavg()[0]  # the machine is shared: record how busy it was
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
             torch.cuda.synchronize(dev)
@@ -94,7 +96,7 @@ def decode_once(model: str, size: int, tile: int, *, device: str = "cpu", attent
         seconds = time.perf_counter() - start
     row = {"model": model, "size": size, "tile": tile, "seconds": round(seconds, 3), "baseline_gb": round(baseline, 3),
            "peak_rss_gb": round(_peak_rss_gb(), 3),
-           "decode_gb": round(_peak_rss_gb() - baseline, 3), "finite": bool(torch.isfinite(image).all())}
+           "decode_gb": round(_peak_rss_gb() - baseline, 3), "load_avg_1min": round(load, 2), "finite": bool(torch.isfinite(image).all())}
     if dev.type == "cuda":
         row["peak_cuda_gb"] = round(torch.cuda.max_memory_allocated(dev) / 1e9, 3)
     return row
@@ -133,6 +135,10 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
 
     rows: list[dict] = []
+    result = {"benchmark": "decode_sweep", "date": date.today().isoformat(), "device": args.device,
+              "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "attention": args.attention, "tile": args.tile, "rows": rows}
+    out = Path(args.json or Path(__file__).parent / "results" / f"decode_sweep_{args.device}.json")
     for size in (int(s) for s in args.sizes.split(",")):
         for model in args.models.split(","):
             tiles = ([0] if size <= args.untiled_max else []) + ([args.tile] if size >= args.tiled_min else [])
@@ -152,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                 else:
                     rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
                 print(f"  {rows[-1]}", flush=True)
+                write_result(result, out)  # after every row: a stopped sweep keeps what it measured
 
     header = f"{'model':<8}{'size':>6}{'tile':>6}{'seconds':>10}{'peak GB':>9}{'base GB':>9}{'decode GB':>11}"
     print(f"\ndecode seconds and peak RSS on {args.device}, batch 1, one decode per process")
@@ -162,10 +169,7 @@ def main(argv: list[str] | None = None) -> dict | None:
             print(f"{r['model']:<8}{r['size']:>6}{r['tile'] or '-':>6}{r['seconds']:>10.2f}{r['peak_rss_gb']:>9.2f}{r['baseline_gb']:>9.2f}{r['decode_gb']:>11.2f}")
         else:
             print(f"{r['model']:<8}{r['size']:>6}{r['tile'] or '-':>6}  {r.get('skipped') or r.get('error')}")
-    result = {"benchmark": "decode_sweep", "date": date.today().isoformat(), "device": args.device,
-              "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "attention": args.attention, "tile": args.tile, "rows": rows}
-    write_result(result, Path(args.json or Path(__file__).parent / "results" / f"decode_sweep_{args.device}.json"))
+    write_result(result, out)
     return result
 
 

@@ -22,8 +22,8 @@ from torch import Tensor
 
 __all__ = ["HaloTiling", "DEFAULT_QUERY_TILE"]
 
-# Query tile side chosen by measurement (docs/benchmarks.md, "local attention"): 8×8 queries with a
-# 22×22 halo beat 16×16 (30×30 halo) on CPU at every SSDD grid from 32² to 256² tokens.
+# Query tile side chosen by measurement (docs/benchmarks.md, "Local attention per call"): 8×8 queries
+# with a 22×22 halo were fastest on CPU among 4, 8, 12 and 16 at the SSDD-M grids of 256² to 1024² images.
 DEFAULT_QUERY_TILE = 8
 
 
