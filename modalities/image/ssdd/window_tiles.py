@@ -23,7 +23,7 @@ from torch import Tensor
 __all__ = ["HaloTiling", "DEFAULT_QUERY_TILE"]
 
 # Query tile side chosen by measurement (docs/benchmarks.md, "Local attention per call"): 8×8 queries
-# with a 22×22 halo were fastest on CPU among 4, 8, 12 and 16 at the SSDD-M grids of 256² to 1024² images.
+# with a 22×22 halo were fastest on CPU among 4, 8 and 16 at SSDD-M's 32² (batch 1), 64² and 128² token grids.
 DEFAULT_QUERY_TILE = 8
 
 
