@@ -2,12 +2,15 @@
 
     python -m benchmarks.decode_throughput                 # CPU: fp32, eager, 128², batch 1
     python -m benchmarks.decode_throughput --device cuda   # GPU: bf16 autocast + torch.compile, 256², batch 64
+    python -m benchmarks.decode_throughput --device cuda --attention flex,xformers,local,sdpa   # GPU attention paths
+    python -m benchmarks.decode_throughput --sweep [...]    # seconds + peak memory, 256²..2048² (benchmarks.decode_sweep)
 
 All models are decoded from the same random latents on the same device in one run, with random
 weights (speed does not depend on the values). The reference is the decoder of diffusers'
 ``AutoencoderKL`` with the Stable Diffusion config (``vae.decode(z)``). Repetitions are
 interleaved across models (A, B, C, A, B, C, ...) and medians reported, so machine noise hits all
-models alike. Entries with many solver steps run only in the first ``--long-repeats`` repetitions.
+models alike. ``--attention`` adds SSDD entries per attention backend (``SSDD-M[sdpa] 1-step``; the
+plain names use ``auto``). Entries with many solver steps run only in the first ``--long-repeats`` repetitions.
 FLOPs per image: convolutions + linear layers + dense attention (``core.flops``), one decoder
 forward times the number of steps. Prints a table and writes JSON
 (default ``benchmarks/results/decode_throughput_<device>.json``).
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,10 +69,12 @@ def _forward_flops(fn: Callable[[], object]) -> float:
 
 
 def build_entries(
-    device: torch.device, resolution: int, batch: int, *, compile_models: bool, autocast: bool, only: tuple[str, ...] = ()
+    device: torch.device, resolution: int, batch: int, *, compile_models: bool, autocast: bool, only: tuple[str, ...] = (),
+    attention: tuple[str, ...] = ("auto",),
 ) -> list[Entry]:
     """The benchmark's models, each with a closure decoding ``batch`` images at ``resolution``
-    (only names starting with a prefix in ``only``, when given; the SD-VAE reference always)."""
+    (only names starting with a prefix in ``only``, when given; the SD-VAE reference always);
+    SSDD once per attention backend in ``attention``."""
     generator = torch.Generator(device="cpu").manual_seed(0)
     z = torch.randn(batch, 4, resolution // 8, resolution // 8, generator=generator).to(device)
     noise = torch.randn(batch, 3, resolution, resolution, generator=generator).to(device)
@@ -94,8 +100,11 @@ def build_entries(
             if not only or any(name.startswith(prefix) for prefix in only):
                 entries.append(Entry(name, steps, run, one * steps, params))
 
-    add_tokenizer("SSDD-S", ssdd_config("s", lpips_weight=0, repa_weight=0), (1,))
-    add_tokenizer("SSDD-M", ssdd_config("m", lpips_weight=0, repa_weight=0), (1, 8))
+    for backend in attention:
+        tag = "" if backend == "auto" else f"[{backend}]"
+        kwargs = {"attention_backend": backend}
+        add_tokenizer(f"SSDD-S{tag}", ssdd_config("s", lpips_weight=0, repa_weight=0, decoder_kwargs=kwargs), (1,))
+        add_tokenizer(f"SSDD-M{tag}", ssdd_config("m", lpips_weight=0, repa_weight=0, decoder_kwargs=kwargs), (1, 8))
     add_tokenizer("DiTo-B", dito_config("b"), (1, 50))
 
     vae = _sd_vae_decoder(device)
@@ -121,7 +130,12 @@ def _timed(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict | None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--sweep" in argv:  # the resolution sweep lives in its own script (one subprocess per decode)
+        from benchmarks.decode_sweep import main as sweep
+
+        return sweep([a for a in argv if a != "--sweep"])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--resolution", type=int, default=None, help="default: 128 on CPU, 256 on GPU")
@@ -131,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--only", default="", help="comma-separated name prefixes to keep (the reference always runs)")
+    parser.add_argument("--attention", default="auto", help="comma-separated SSDD attention backends to time")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
@@ -144,7 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     keep = tuple(p.strip() for p in args.only.split(",") if p.strip())
-    entries = build_entries(device, resolution, batch, compile_models=gpu, autocast=gpu, only=keep)
+    backends = tuple(b.strip() for b in args.attention.split(",") if b.strip())
+    entries = build_entries(device, resolution, batch, compile_models=gpu, autocast=gpu, only=keep, attention=backends)
 
     times: dict[str, list[float]] = {e.name: [] for e in entries}
     for entry in entries:  # warm-up (and compilation)
@@ -167,18 +183,18 @@ def main(argv: list[str] | None = None) -> dict:
             "images_per_s": round(batch / median, 3), "ratio_vs_sd_vae": round(reference / median, 3),
             "repeats": len(times[entry.name]), "all_s": [round(t, 4) for t in times[entry.name]],
         })
-    header = f"{'model':<18}{'steps':>6}{'params (M)':>12}{'GFLOP/img':>11}{'images/s':>10}{'× SD-VAE':>10}"
+    header = f"{'model':<22}{'steps':>6}{'params (M)':>12}{'GFLOP/img':>11}{'images/s':>10}{'× SD-VAE':>10}"
     print(f"\ndecode throughput on {device} ({'bf16 + compile' if gpu else 'fp32 eager'}), {resolution}², batch {batch}")
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['model']:<18}{r['steps']:>6}{r['params_M']:>12.2f}{r['gflops_per_image']:>11.1f}{r['images_per_s']:>10.3f}{r['ratio_vs_sd_vae']:>10.2f}")
+        print(f"{r['model']:<22}{r['steps']:>6}{r['params_M']:>12.2f}{r['gflops_per_image']:>11.1f}{r['images_per_s']:>10.3f}{r['ratio_vs_sd_vae']:>10.2f}")
     result = {
         "benchmark": "decode_throughput", "date": date.today().isoformat(), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if gpu else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "torch": torch.__version__, "mode": "bf16+compile" if gpu else "fp32 eager",
         "resolution": resolution, "batch": batch, "repeats": args.repeats, "long_repeats": args.long_repeats,
-        "rows": rows,
+        "attention": list(backends), "rows": rows,
     }
     out = Path(args.json or Path(__file__).parent / "results" / f"decode_throughput_{device.type}.json")
     write_result(result, out)

@@ -27,6 +27,7 @@ from core.loss_terms import LossInputs
 from core.samplers.grids import time_grid
 from core.samplers.solvers import initial_noise, solve
 from core.shapes import ShapeRule
+from core.tiling import TileSpec, tiled_velocity
 
 __all__ = ["DiffusionAutoencoder", "SamplingConfig", "InputError", "encoder_shape_rule"]
 
@@ -209,6 +210,8 @@ class DiffusionAutoencoder(nn.Module):
         generator: torch.Generator | None = None,
         solver: str | None = None,
         noise: Tensor | None = None,
+        tile: TileSpec = None,
+        overlap: TileSpec = None,
     ) -> DecoderOutput:
         """Sample data from latents ``z`` by integrating the flow ODE from t = 1 to 0 (no gradients).
 
@@ -219,6 +222,9 @@ class DiffusionAutoencoder(nn.Module):
             generator: seeds the initial noise, making decoding deterministic.
             solver: ``"euler"`` or ``"heun"``.
             noise: explicit initial noise (overrides ``generator``).
+            tile, overlap: decode in latent tiles of this size (int, or one entry per latent axis,
+                None = whole axis) sharing one full-size noise, memory bounded by a tile
+                (:mod:`core.tiling`); overlap defaults to ``tile // 4``.
         """
         if z.ndim != 2 + self.spatial_dims or z.shape[1] != self.latent_channels:
             raise InputError(
@@ -231,7 +237,8 @@ class DiffusionAutoencoder(nn.Module):
         times = time_grid(steps, grid or cfg.grid, power=cfg.power, device=z.device)
         shape = self.data_shape(tuple(z.shape))
         x_init = noise if noise is not None else initial_noise(shape, generator=generator, device=z.device, dtype=z.dtype)
-        out = solve(solver or cfg.solver, lambda x, t, c: self.velocity(x, t, c), x_init, times, z)
+        velocity = self.velocity if tile is None else tiled_velocity(self, tuple(z.shape), tile=tile, overlap=overlap)
+        out = solve(solver or cfg.solver, lambda x, t, c: velocity(x, t, c), x_init, times, z)
         return DecoderOutput(sample=out.sample, num_function_evals=out.num_function_evals)
 
     @torch.no_grad()

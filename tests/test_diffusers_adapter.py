@@ -75,7 +75,7 @@ def test_vae_scale_factor_and_config(spatial_dims, levels):
     assert vae.dtype == torch.float32 and vae.device.type == "cpu"
 
 
-def test_return_dict_false_slicing_generators_and_tiling(kl_tok, photo_batch):
+def test_return_dict_false_slicing_and_generators(kl_tok, photo_batch):
     x = photo_batch[:3, :, :16, :16]
     vae = DiffusersVAE(kl_tok, num_inference_steps=2)
     (dist,) = vae.encode(x, return_dict=False)
@@ -99,8 +99,23 @@ def test_return_dict_false_slicing_generators_and_tiling(kl_tok, photo_batch):
     torch.testing.assert_close(sliced.std, dist.std)
     torch.testing.assert_close(vae.decode(z, generator=_gen(2)).sample, image)
     vae.disable_slicing()
-    with pytest.raises(NotImplementedError, match="noise"):
-        vae.enable_tiling()
+
+
+def test_enable_tiling_maps_onto_core_tiling(kl_tok, photo_batch):
+    z = kl_tok.encode(photo_batch[:2]).latent_dist.mode()  # (2, 4, 8, 8) latents
+    vae = DiffusersVAE(kl_tok, num_inference_steps=2)
+    with pytest.raises(ValueError, match="0 <= overlap < tile"):
+        vae.enable_tiling(tile=4, overlap=4)  # refused at once, not at the first decode
+    assert not vae.use_tiling
+    vae.enable_tiling(tile=5, overlap=3)
+    assert vae.use_tiling
+    tiled = vae.decode(z, generator=_gen(3)).sample
+    torch.testing.assert_close(tiled, kl_tok.decode(z, 2, generator=_gen(3), tile=5, overlap=3).sample)
+    assert not torch.equal(tiled, kl_tok.decode(z, 2, generator=_gen(3)).sample)  # it did tile
+    vae.enable_slicing()  # slicing and tiling combine: same noise, same tiles
+    torch.testing.assert_close(vae.decode(z, generator=_gen(3)).sample, tiled)
+    vae.disable_tiling()
+    torch.testing.assert_close(vae.decode(z, generator=_gen(3)).sample, kl_tok.decode(z, 2, generator=_gen(3)).sample)
 
 
 def test_dit_pipeline_runs_with_the_adapter(kl_tok, monkeypatch):

@@ -7,7 +7,7 @@ through a handful of calls, all provided here:
 - ``vae.decode(z, return_dict=False, generator=g)[0]`` or ``vae.decode(z).sample``;
 - ``vae.config.scaling_factor`` / ``shift_factor`` (latent normalisation), ``block_out_channels``
   (``vae_scale_factor = 2 ** (len(block_out_channels) - 1)``), ``latent_channels``, ``force_upcast``;
-- ``vae.dtype``, ``vae.device``, ``enable_slicing()``, ``enable_tiling()``.
+- ``vae.dtype``, ``vae.device``, ``enable_slicing()``, ``enable_tiling()`` (:mod:`core.tiling`).
 
 Normalisation: diffusers computes generator latents as ``(z - shift_factor) * scaling_factor``
 (FLUX/SD3; SD and DiT pipelines use ``z * scaling_factor`` and ignore the shift). With
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from core.autoencoder import DiffusionAutoencoder
 from core.latent.distribution import DecoderOutput, EncoderOutput, LatentDist
+from core.tiling import TileSpec, resolve_tiles
 
 __all__ = ["DiffusersVAE", "DiffusersVAEConfig"]
 
@@ -93,7 +94,8 @@ class DiffusersVAE(nn.Module):
         self.num_inference_steps = num_inference_steps
         self.sample_size = sample_size
         self.use_slicing = False
-        self.use_tiling = False  # read by some pipelines; tiling itself is not supported
+        self.use_tiling = False  # read by some pipelines
+        self.tiling: dict[str, TileSpec] = {}  # decode(tile=..., overlap=...) while use_tiling
 
     # ------------------------------------------------------------------------------- config
     @property
@@ -134,17 +136,19 @@ class DiffusersVAE(nn.Module):
     def disable_slicing(self) -> None:
         self.use_slicing = False
 
-    def enable_tiling(self, *args: Any, **kwargs: Any) -> None:
-        """Not supported: raises ``NotImplementedError`` explaining why and what to do instead."""
-        raise NotImplementedError(
-            "tiled decoding is not supported by a diffusion decoder: each tile would be solved from its own "
-            "noise and sampled independently, so tiles would not agree at their seams (blending cannot fix "
-            "content that differs). Decode smaller batches with enable_slicing(), lower num_inference_steps, "
-            "or decode at a size that fits in memory."
-        )
+    def enable_tiling(self, tile: TileSpec = 64, overlap: TileSpec = None) -> None:
+        """Decode in latent tiles sharing one full-size noise (bounded memory; :mod:`core.tiling`).
+
+        Args:
+            tile: latent tile size (int, or one entry per latent axis, None = whole axis); the
+                default 64 is diffusers' ``AutoencoderKL`` tile (512 px at f8).
+            overlap: latent overlap, default ``tile // 4`` (diffusers' 0.25 overlap factor).
+        """
+        resolve_tiles(self.tokenizer, tile, overlap)  # bad arguments fail here, not at the first decode
+        self.use_tiling, self.tiling = True, {"tile": tile, "overlap": overlap}
 
     def disable_tiling(self) -> None:
-        self.use_tiling = False
+        self.use_tiling, self.tiling = False, {}
 
     # ------------------------------------------------------------------------------- API
     def encode(self, x: Tensor, return_dict: bool = True) -> EncoderOutput | tuple[LatentDist]:
@@ -174,9 +178,9 @@ class DiffusersVAE(nn.Module):
         shape = tok.data_shape(tuple(z.shape))
         noise = self._initial_noise(shape, generator, z)
         if self.use_slicing and z.shape[0] > 1:  # same noise as the batched call, so the same result
-            sample = torch.cat([tok.decode(z[i : i + 1], steps, noise=noise[i : i + 1]).sample for i in range(z.shape[0])])
+            sample = torch.cat([tok.decode(z[i : i + 1], steps, noise=noise[i : i + 1], **self.tiling).sample for i in range(z.shape[0])])
         else:
-            sample = tok.decode(z, steps, noise=noise).sample
+            sample = tok.decode(z, steps, noise=noise, **self.tiling).sample
         return DecoderOutput(sample=sample) if return_dict else (sample,)
 
     def forward(

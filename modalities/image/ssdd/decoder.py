@@ -66,7 +66,8 @@ class UpLevel(nn.Module):
 
     def forward(self, h: Tensor, temb_act: Tensor, ctx: LatentContext, skips: list[Tensor]) -> Tensor:
         for resnet in self.resnets:
-            h = resnet(torch.cat([h, skips.pop()], dim=1), temb_act, ctx)
+            h = torch.cat([h, skips.pop()], dim=1)  # rebinding frees the pre-concat h before the block runs
+            h = resnet(h, temb_act, ctx)
         if self.upsample is not None:
             h = self.upsample(h)
         return h
@@ -87,7 +88,7 @@ class UViTDecoder(nn.Module):
         window: attention window w (keys within ±(w - 1) tokens in each axis).
         num_groups: GroupNorm groups (32 in every official size).
         down_blocks: ResBlocks per down level (the up path has one more).
-        attention_backend: ``auto`` | ``flex`` | ``flex_eager`` | ``sdpa``.
+        attention_backend: ``auto`` | ``local`` | ``flex`` | ``flex_eager`` | ``xformers`` | ``sdpa`` (see :mod:`.attention`).
 
     Attributes:
         repa_module: dotted name of the transformer block whose output feeds REPA.
@@ -193,4 +194,4 @@ class UViTDecoder(nn.Module):
         h = self.mid_block(h, ctx)  # (B, c3, H/8, W/8)
         for level in self.up_blocks:
             h = level(h, temb_act, ctx, skips)
-        return self.conv_out(F.silu(self.conv_norm_out(h))).contiguous()  # (B, C, H, W)
+        return self.conv_out(F.silu(self.conv_norm_out(h), inplace=True)).contiguous()  # (B, C, H, W)

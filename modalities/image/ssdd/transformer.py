@@ -95,7 +95,7 @@ class MiddleTransformer(nn.Module):
         ctx_channels: width of the latent context.
         window: attention window w (keys within ±(w - 1)).
         num_groups: groups of the input GroupNorm.
-        attention_backend: ``auto``, ``flex``, ``flex_eager`` or ``sdpa`` (see :mod:`.attention`).
+        attention_backend: ``auto``, ``local``, ``flex``, ``flex_eager``, ``xformers`` or ``sdpa`` (see :mod:`.attention`).
     """
 
     def __init__(
