@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from core.data.folder_shards import read_shard_index
 from core.data.options import SampleDataOptions, parse_options
 from core.data.skips import UNREADABLE_ERRORS, SkipLog
-from core.data.sources import SampleRef, TarMember, assign_labels, expand_shards, folder_class_names, list_files, list_shard_members
+from core.data.sources import SampleRef, assign_labels, expand_shards, folder_class_names, list_files, list_shard_members
 from core.data.stream import make_shard_stream, plan_epoch
 from core.data.subset import holdout_split, stratified_subset
 

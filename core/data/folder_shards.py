@@ -16,7 +16,6 @@ import json
 import logging
 import multiprocessing
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ from tqdm import tqdm
 
 from core.data.shard_writer import INDEX_NAME, ShardDirectory, TarShard, fingerprint_of, read_index
 from core.data.skips import SkipLog
-from core.data.sources import folder_class_names, list_files
+from core.data.sources import folder_class_names, list_files, sample_key
 
 __all__ = ["VERIFY_MODES", "FolderShardFormat", "ShardSettings", "ShardConversion", "convert_folder_to_shards", "read_shard_index",
            "INDEX_NAME"]
@@ -128,11 +127,6 @@ def _read_stream(paths: list[str], verify: str, check: Callable[[bytes, str], No
         yield from pool.imap(_read_checked, jobs, chunksize=8)
 
 
-def _sample_key(position: int, relative: str) -> str:
-    """Unique, dot-free webdataset key that still names the source file."""
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", relative.rsplit(".", 1)[0])[-80:]
-    return f"{position:08d}_{stem}"
-
 
 def convert_folder_to_shards(
     root: str | Path, out: str | Path, sample_format: FolderShardFormat, settings: ShardSettings = ShardSettings(), *,
@@ -196,7 +190,7 @@ def convert_folder_to_shards(
                 skips.record(files[file_index], error or "unreadable")
             else:
                 extension = files[file_index].suffix.lower().lstrip(".")
-                shard.add(_sample_key(pos, relative[file_index]), [(extension, data), ("cls", str(labels[file_index]).encode())])
+                shard.add(sample_key(pos, relative[file_index].rsplit(".", 1)[0]), [(extension, data), ("cls", str(labels[file_index]).encode())])
                 shard_bytes += len(data)
             bar.update(1)
             if offset % 100 == 0:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ __all__ = [
     "SampleRef",
     "ref_key",
     "list_files",
-    "expand_shards",
+    "sample_key",
+    "expand_shards", "sample_key",
     "list_shard_members",
     "folder_class_names",
     "LABEL_MODES",
@@ -76,6 +78,12 @@ SampleRef = Union[Path, TarMember]
 def ref_key(ref: SampleRef) -> str:
     """Short identifier of a reference (file stem or sample key)."""
     return ref.stem
+
+
+def sample_key(position: int, name: str) -> str:
+    """Unique, dot-free webdataset key (webdataset splits member names at the first dot) that still
+    names the source sample: the zero-padded position, then ``name`` with other characters replaced."""
+    return f"{position:08d}_{re.sub(r'[^A-Za-z0-9_-]+', '_', name)[-80:]}"
 
 
 def list_files(root: str | Path, extensions: Sequence[str], noun: str = "sample") -> list[Path]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from torch import Tensor
 
 from core.data.datamodule import DataSpec
 from core.data.folder_shards import read_shard_index
-from core.data.sources import SampleRef, assign_labels, expand_shards, folder_class_names, list_files, list_shard_members
+from core.data.sources import SampleRef, assign_labels, expand_shards, folder_class_names, list_files, list_shard_members, sample_key
 from core.data.subset import stratified_subset
 from core.eval.samples import CacheInputs, EvalSamples
 
@@ -93,10 +92,6 @@ def _cache_root(spec: DataSpec, data: CacheSource) -> Path:
     return root
 
 
-def _cache_key(position: int, name: str) -> str:
-    """Unique, dot-free webdataset key that still names the source sample."""
-    return f"{position:08d}_{re.sub(r'[^A-Za-z0-9_-]+', '_', name)[-80:]}"
-
 
 def list_cache_inputs(spec: DataSpec, data: CacheSource, labels: str, load: Callable[[SampleRef], Tensor], transform: str, *,
                       shuffle: bool = True, seed: int = 0) -> CacheInputs:
@@ -128,6 +123,6 @@ def list_cache_inputs(spec: DataSpec, data: CacheSource, labels: str, load: Call
     if shuffle:
         random.Random(seed).shuffle(order)
     digest = hashlib.sha1("\n".join(f"{names[i]}\t{group[i]}" for i in order).encode()).hexdigest()
-    keys = [_cache_key(position, stems[i]) for position, i in enumerate(order)]
+    keys = [sample_key(position, stems[i]) for position, i in enumerate(order)]
     return CacheInputs([refs[i] for i in order], keys, [group[i] for i in order], label_names, location, digest, load,
                        transform, label_mode=labels)
