@@ -24,6 +24,23 @@ def test_layernorm_latent_per_sample_standardised(shape):
     assert not any(True for _ in LayerNormLatent().parameters())  # no affine
 
 
+@pytest.mark.parametrize("shape", [(3, 4, 6), (3, 4, 5, 4, 4)])
+def test_layernorm_frames_standardises_each_frame_and_ignores_later_frames(shape):
+    raw = torch.randn(*shape) * 7 + 3
+    reg = REGULARIZERS.create("layernorm_frames")
+    z = reg(raw).mode()  # (B, C, T, *S)
+    per_frame = z.movedim(2, 1).flatten(2)  # (B, T, C*S)
+    torch.testing.assert_close(per_frame.mean(2), torch.zeros(shape[0], shape[2]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(per_frame.std(2, unbiased=False), torch.ones(shape[0], shape[2]), atol=1e-4, rtol=0)
+    # A prefix of the frames normalises to the same values: no statistic spans time.
+    torch.testing.assert_close(reg(raw[:, :, :2]).mode(), z[:, :, :2], atol=1e-6, rtol=0)
+    # ... unlike the clip-wide DiTo LayerNorm, which this test would catch if it were used instead.
+    whole = REGULARIZERS.create("layernorm")
+    assert not torch.allclose(whole(raw[:, :, :2]).mode(), whole(raw).mode()[:, :, :2], atol=1e-3)
+    with pytest.raises(ValueError, match="time axis"):
+        reg(torch.randn(2, 4))
+
+
 def test_kl_latent_matches_closed_form_and_clamps():
     reg = KLLatent()
     mean, logvar = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)

@@ -1,6 +1,8 @@
 """Latent regularizers: map raw encoder output to a :class:`LatentDist` and a penalty.
 
 - ``layernorm`` (DiTo): LayerNorm over all non-batch dims, no affine, eps 1e-5; deterministic.
+- ``layernorm_frames`` (video, audio): the same LayerNorm at every position of axis 2 (time) separately,
+  so a latent frame never depends on the clip's length and noise sync's unit-variance premise holds per frame.
 - ``kl`` (SSDD/LDM): raw output holds (mean, logvar) on channels; logvar clamped to [-30, 20];
   penalty = KL to N(0, I) summed over non-batch dims and averaged over the batch.
 - ``identity``: the raw output, no penalty.
@@ -18,7 +20,7 @@ from torch import Tensor, nn
 from core.latent.distribution import LatentDist
 from core.registry import REGULARIZERS
 
-__all__ = ["LatentRegularizer", "LayerNormLatent", "KLLatent", "IdentityLatent"]
+__all__ = ["LatentRegularizer", "LayerNormLatent", "FrameLayerNormLatent", "KLLatent", "IdentityLatent"]
 
 
 class LatentRegularizer(nn.Module):
@@ -44,6 +46,28 @@ class LayerNormLatent(LatentRegularizer):
     def forward(self, raw: Tensor) -> LatentDist:
         z = F.layer_norm(raw, raw.shape[1:], eps=self.eps)  # (B, C, *spatial), normalised jointly
         return LatentDist(mean=z)
+
+
+class FrameLayerNormLatent(LatentRegularizer):
+    """LayerNorm over every dim except batch and time (axis 2), no affine: mean 0, std 1 per frame.
+
+    For ``(B, C, T, *S)`` latents (video ``(B, C, T, H, W)``, audio ``(B, C, L)``). Per-frame statistics
+    keep causal encoders causal: ``encode(x[:, :, :k])`` equals the first latent frames of ``encode(x)``.
+    """
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, raw: Tensor) -> LatentDist:
+        if raw.ndim < 3:
+            raise ValueError(f"layernorm_frames needs a time axis: raw latent (B, C, T, ...) got shape {tuple(raw.shape)}")
+        frames_last = raw.movedim(2, -1)  # (B, C, *S, T)
+        dims = tuple(range(1, frames_last.ndim - 1))  # every dim but batch and time
+        mean = frames_last.mean(dim=dims, keepdim=True)
+        var = frames_last.var(dim=dims, keepdim=True, unbiased=False)
+        z = (frames_last - mean) * torch.rsqrt(var + self.eps)  # (B, C, *S, T), standardised per frame
+        return LatentDist(mean=z.movedim(-1, 2))
 
 
 class KLLatent(LatentRegularizer):
@@ -75,6 +99,12 @@ class IdentityLatent(LatentRegularizer):
 def layernorm(eps: float = 1e-5) -> LayerNormLatent:
     """DiTo's LayerNorm latent."""
     return LayerNormLatent(eps=eps)
+
+
+@REGULARIZERS.register("layernorm_frames")
+def layernorm_frames(eps: float = 1e-5) -> FrameLayerNormLatent:
+    """Per-frame LayerNorm latent (video and audio: statistics never mix time steps)."""
+    return FrameLayerNormLatent(eps=eps)
 
 
 @REGULARIZERS.register("kl")
