@@ -4,6 +4,6 @@ Third-party plugins do not need to be listed here: they register through the
 ``difftok.modalities`` entry-point group (see ``core.registry``).
 """
 
-from modalities import image  # noqa: F401
+from modalities import audio, image, video  # noqa: F401
 
-__all__ = ["image"]
+__all__ = ["audio", "image", "video"]

@@ -1,0 +1,1 @@
+"""The ``audio`` modality registration (data, metrics, previews, tool settings)."""

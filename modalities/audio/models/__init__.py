@@ -1,0 +1,1 @@
+"""Audio networks and loss terms (registered on import)."""

@@ -1,0 +1,1 @@
+"""The ``video`` modality registration (data, metrics, previews, tool settings)."""

@@ -1,0 +1,1 @@
+"""Video networks (registered on import)."""

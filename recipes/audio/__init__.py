@@ -1,0 +1,1 @@
+"""Audio recipes: ``python -m recipes.audio.<name>``."""

@@ -1,0 +1,1 @@
+"""Video recipes: ``python -m recipes.video.<name>``."""
