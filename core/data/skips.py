@@ -7,12 +7,26 @@ recorded with its reason, the first few and then every 1000th are logged, and th
 from __future__ import annotations
 
 import logging
+import tarfile
 from collections.abc import Iterator
 
-__all__ = ["UNREADABLE_ERRORS", "SkipLog"]
+__all__ = ["UnreadableSampleError", "UNREADABLE_ERRORS", "SkipLog"]
 
-# what decoders raise on corrupt data (PIL raises SyntaxError for some broken headers; missing members: KeyError)
-UNREADABLE_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, SyntaxError, KeyError)
+
+class UnreadableSampleError(OSError):
+    """A sample that exists but cannot be decoded (safely); the message says why and, when there is one, the fix.
+
+    Modality decoders raise it for failures whose native type is not an ``OSError`` (e.g. PIL's
+    ``DecompressionBombError``), so core catches one tuple without knowing any decoder library.
+    """
+
+
+# The ONE definition of "this sample cannot be read": every skip-and-count site (folder datasets, shard
+# streams, evaluation loaders, shard checks) catches exactly this tuple. PIL raises SyntaxError for some
+# broken headers and EOFError for truncated streams; missing tar members give KeyError, broken tars TarError.
+UNREADABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, UnreadableSampleError, ValueError, SyntaxError, EOFError, KeyError, tarfile.TarError,
+)
 
 
 class SkipLog:

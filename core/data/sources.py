@@ -11,16 +11,20 @@ modality's choice) plus ``<key>.cls`` (the class index as text); keys contain no
 
 from __future__ import annotations
 
+import errno
 import glob
+import logging
 import os
 import re
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
 from webdataset.shardlists import expand_urls
+
+from core.data.skips import SkipLog
 
 __all__ = [
     "TarMember",
@@ -28,7 +32,7 @@ __all__ = [
     "ref_key",
     "list_files",
     "sample_key",
-    "expand_shards", "sample_key",
+    "expand_shards",
     "list_shard_members",
     "folder_class_names",
     "LABEL_MODES",
@@ -86,17 +90,83 @@ def sample_key(position: int, name: str) -> str:
     return f"{position:08d}_{re.sub(r'[^A-Za-z0-9_-]+', '_', name)[-80:]}"
 
 
-def list_files(root: str | Path, extensions: Sequence[str], noun: str = "sample") -> list[Path]:
+def list_files(root: str | Path, extensions: Sequence[str], noun: str = "sample", *, skips: SkipLog | None = None) -> list[Path]:
     """All files under ``root`` (recursive) whose suffix is one of ``extensions`` (case-insensitive,
-    with the dot), sorted for reproducibility. ``noun`` names the files in the errors."""
+    with the dot), sorted for reproducibility. ``noun`` names the files in the errors.
+
+    Symlinked files and folders are followed. What cannot be listed is skipped and recorded in
+    ``skips`` (default: a :class:`~core.data.skips.SkipLog` that only logs): folders that cannot be
+    read (permissions), a folder reached a second time through a link (a symlink loop), and
+    sample-named entries that are not regular files (dangling links, links that loop).
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{noun} folder {root} does not exist; set data.root= to a folder of {noun}s or use data.demo=true")
-    wanted = {e.lower() for e in extensions}
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
+    skips = skips if skips is not None else SkipLog(logging.getLogger("difftok.data"), f"{noun} path")
+    before = len(skips)
+    files = sorted(_scan_tree(root, {e.lower() for e in extensions}, skips))
+    if len(skips) > before:
+        logging.getLogger("difftok.data").warning("%d path(s) under %s could not be listed and were skipped (first: %s)",
+                                                  len(skips) - before, root, next(iter(skips.examples(1).items()), None))
     if not files:
         raise FileNotFoundError(f"no {noun}s ({', '.join(extensions[:6])}) found under {root}")
     return files
+
+
+def _scan_tree(root: Path, wanted: set[str], skips: SkipLog) -> Iterator[Path]:
+    """Files under ``root`` with a suffix in ``wanted``; real sub-folders are listed before linked ones,
+    so a tree without links lists exactly as ``rglob`` would, and every folder is listed once."""
+    real_folders, linked_folders = [str(root)], []
+    listed: set[tuple[int, int]] = set()
+    while real_folders or linked_folders:
+        folder = real_folders.pop() if real_folders else linked_folders.pop(0)
+        try:
+            status = os.stat(folder)
+            if (status.st_dev, status.st_ino) in listed:
+                if _is_loop(folder):
+                    skips.record(folder, f"symlink loop: {folder} -> {os.readlink(folder)} leads back to a folder above it")
+                continue  # otherwise a second link to a listed folder: its files are listed once
+            listed.add((status.st_dev, status.st_ino))
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except OSError as err:
+            skips.record(folder, f"cannot list folder: {type(err).__name__}: {err.strerror or err}")
+            continue
+        for entry in entries:
+            is_sample_name = os.path.splitext(entry.name)[1].lower() in wanted
+            try:
+                if entry.is_dir():  # follows links
+                    (linked_folders if entry.is_symlink() else real_folders).append(entry.path)
+                    continue
+                if entry.is_file():
+                    if is_sample_name:
+                        yield Path(entry.path)
+                    continue
+                problem = "not a regular file"
+            except OSError as err:
+                problem = f"{type(err).__name__}: {err.strerror or err}"
+            if is_sample_name:
+                skips.record(entry.path, _link_problem(entry.path) if entry.is_symlink() else problem)
+
+
+def _is_loop(link: str) -> bool:
+    """Whether the folder link ``link`` points at itself or at a folder above it."""
+    target, parent = os.path.realpath(link), os.path.realpath(os.path.dirname(link))
+    return parent == target or parent.startswith(target.rstrip(os.sep) + os.sep)
+
+
+def _link_problem(path: str) -> str:
+    """Why a symbolic link does not lead to a file (dangling, loop, ...)."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    try:
+        os.stat(path)
+    except OSError as err:
+        kind = {errno.ELOOP: "symlink loop", errno.ENOENT: "dangling symlink"}.get(err.errno or 0, type(err).__name__)
+        return f"{kind}: {path} -> {target}"
+    return f"symlink to something that is not a regular file: {path} -> {target}"
 
 
 def _is_remote(url: str) -> bool:

@@ -8,9 +8,11 @@ generic :class:`core.data.datamodule.SampleDataModule`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,10 @@ from torch import Tensor
 
 from core.data.datamodule import DataSpec, SampleDataModule, SampleDataset
 from core.data.options import SampleDataOptions
+from core.data.skips import UNREADABLE_ERRORS, UnreadableSampleError
 from core.data.sources import SampleRef, TarMember, list_files
 from modalities.image.demo import export_demo_dataset
+from modalities.image.modes import to_rgb8
 
 log = logging.getLogger("difftok.image")
 
@@ -43,36 +47,65 @@ def list_images(root: str | Path) -> list[Path]:
     return list_files(root, IMAGE_EXTENSIONS, "image")
 
 
+@contextlib.contextmanager
+def _decoding(what: object) -> Iterator[None]:
+    """Turn what Pillow raises on a hostile or broken file into a skippable error.
+
+    Pillow's decoders raise many types for bad data (``DecompressionBombError``, ``struct.error``,
+    ``IndexError``...); whatever is not already one of :data:`~core.data.skips.UNREADABLE_ERRORS`
+    becomes an :class:`~core.data.skips.UnreadableSampleError`, so the one skip-and-count path sees it.
+    """
+    try:
+        yield
+    except UNREADABLE_ERRORS:
+        raise
+    except Image.DecompressionBombError as err:
+        raise UnreadableSampleError(
+            f"{what}: DecompressionBombError: {err} (if the file is trusted, raise PIL.Image.MAX_IMAGE_PIXELS)"
+        ) from err
+    except Exception as err:  # the file is untrusted input to the decoder: anything it raises means unreadable
+        raise UnreadableSampleError(f"{what}: {type(err).__name__}: {err}") from err
+
+
+def _load(source: str | Path | io.BytesIO, what: object) -> Image.Image:
+    """Decode ``source`` fully (inside :func:`_decoding`), then apply the input policy of :mod:`modalities.image.modes`."""
+    with _decoding(what):
+        with Image.open(source) as handle:
+            handle.load()
+            return to_rgb8(handle)
+
+
 def open_image_bytes(data: bytes) -> Image.Image:
-    """Decode encoded image bytes to RGB (raises OSError/SyntaxError on corrupt data)."""
-    with Image.open(io.BytesIO(data)) as handle:
-        return handle.convert("RGB")
+    """Decode encoded image bytes to 8-bit RGB (:func:`~modalities.image.modes.to_rgb8`); raises one of
+    :data:`~core.data.skips.UNREADABLE_ERRORS` on corrupt or hostile data."""
+    return _load(io.BytesIO(data), "image bytes")
 
 
 def open_image(ref: SampleRef) -> Image.Image:
-    """Decode a file or tar member to an RGB PIL image (raises OSError/SyntaxError on corrupt data)."""
+    """Decode a file or tar member to 8-bit RGB (:func:`~modalities.image.modes.to_rgb8`); raises one of
+    :data:`~core.data.skips.UNREADABLE_ERRORS` on corrupt or hostile data."""
     if isinstance(ref, TarMember):
-        return open_image_bytes(ref.read_bytes())
-    with Image.open(ref) as handle:
-        return handle.convert("RGB")
+        return _load(io.BytesIO(ref.read_bytes()), ref)
+    return _load(ref, ref)
 
 
 def check_image_bytes(data: bytes, mode: str = "decode") -> None:
-    """Raise unless ``data`` is a readable image: ``decode`` decodes fully, ``header`` runs PIL's verify."""
-    with Image.open(io.BytesIO(data)) as image:
-        image.load() if mode == "decode" else image.verify()
+    """Raise unless ``data`` is a readable image: ``decode`` decodes fully (and applies the input
+    policy), ``header`` runs PIL's verify."""
+    if mode == "decode":
+        open_image_bytes(data)
+        return
+    with _decoding("image bytes"), Image.open(io.BytesIO(data)) as image:
+        image.verify()
 
 
 def check_image(ref: SampleRef) -> None:
     """Raise unless ``ref`` opens as an image (files: PIL verify, then a full decode)."""
     ImageFile.LOAD_TRUNCATED_IMAGES = False
-    if isinstance(ref, TarMember):
-        open_image(ref)
-        return
-    with Image.open(ref) as handle:
-        handle.verify()
-    with Image.open(ref) as handle:
-        handle.load()
+    if not isinstance(ref, TarMember):
+        with _decoding(ref), Image.open(ref) as handle:
+            handle.verify()
+    open_image(ref)
 
 
 def to_tensor(image: Image.Image) -> Tensor:
