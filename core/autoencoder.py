@@ -19,6 +19,7 @@ from core.feature_hooks import capture_features, requested_feature_modules
 from core.flow.loss import per_sample_mse
 from core.flow.path import FlowPath
 from core.flow.time_samplers import TimeSampler, UniformTimeSampler
+from core.input_checks import InputError, check_finite, check_float_tensor, check_noise, resolve_num_steps
 from core.latent.distribution import DecoderOutput, EncoderOutput
 from core.latent.noise_sync import NoiseSyncConfig, noise_sync
 from core.latent.regularizers import LatentRegularizer
@@ -31,9 +32,8 @@ from core.tiling import TileSpec, tiled_velocity
 
 __all__ = ["DiffusionAutoencoder", "SamplingConfig", "InputError", "encoder_shape_rule"]
 
-
-class InputError(ValueError):
-    """Bad input to a tokenizer (shape, channels, non-finite values); the message names the fix."""
+# latents of any tokenizer (LayerNorm'd or KL) are O(1); far beyond this the decoder output is NaN or noise
+LATENT_WARN_ABOVE = 1e3
 
 
 @dataclass
@@ -139,7 +139,8 @@ class DiffusionAutoencoder(nn.Module):
         return (*batch, self.in_channels, *self.shape_rule.data(spatial))
 
     def check_input(self, x: Tensor) -> None:
-        """Raise :class:`InputError` with the fix when ``x`` cannot be encoded."""
+        """Raise :class:`InputError` with the fix when ``x`` cannot be encoded (warn when it is far outside [-1, 1])."""
+        check_float_tensor(x, "input")
         want = 2 + self.spatial_dims
         if x.ndim != want:
             raise InputError(
@@ -155,8 +156,7 @@ class DiffusionAutoencoder(nn.Module):
         problem = self.shape_rule.problem(tuple(x.shape[2:]))
         if problem is not None:
             raise InputError(problem)
-        if not torch.isfinite(x).all():
-            raise InputError("input contains NaN or Inf values; clean the data (e.g. torch.nan_to_num) before encoding")
+        check_finite(x, "input")
 
     # ----------------------------------------------------------------------------------- latent stats
     @property
@@ -217,25 +217,28 @@ class DiffusionAutoencoder(nn.Module):
 
         Args:
             z: latents ``(B, C_z, *S/f)`` (tokenizer space, not normalised for generators).
-            num_steps: solver steps (default from ``self.sampling``).
+            num_steps: solver steps, a positive int (None: ``self.sampling.num_steps``).
             grid: ``"uniform"`` or ``"power"``.
             generator: seeds the initial noise, making decoding deterministic.
             solver: ``"euler"`` or ``"heun"``.
-            noise: explicit initial noise (overrides ``generator``).
+            noise: explicit initial noise of the decoded data's shape (overrides ``generator``).
             tile, overlap: decode in latent tiles of this size (int, or one entry per latent axis,
                 None = whole axis) sharing one full-size noise, memory bounded by a tile
                 (:mod:`core.tiling`); overlap defaults to ``tile // 4``.
         """
+        check_float_tensor(z, "latents z")
         if z.ndim != 2 + self.spatial_dims or z.shape[1] != self.latent_channels:
             raise InputError(
                 f"expected latents of shape (B, {self.latent_channels}, {self.spatial_dims} spatial dims), got {tuple(z.shape)}"
             )
-        if not torch.isfinite(z).all():
-            raise InputError("latents contain NaN or Inf values")
+        check_finite(z, "latents z", expected="the O(1) range of tokenizer latents (denormalize generator latents first)",
+                     warn_above=LATENT_WARN_ABOVE)
         cfg = self.sampling
-        steps = num_steps or cfg.num_steps
+        steps = resolve_num_steps(num_steps, cfg.num_steps)
         times = time_grid(steps, grid or cfg.grid, power=cfg.power, device=z.device)
         shape = self.data_shape(tuple(z.shape))
+        if noise is not None:
+            check_noise(noise, shape, z)
         x_init = noise if noise is not None else initial_noise(shape, generator=generator, device=z.device, dtype=z.dtype)
         velocity = self.velocity if tile is None else tiled_velocity(self, tuple(z.shape), tile=tile, overlap=overlap)
         out = solve(solver or cfg.solver, lambda x, t, c: velocity(x, t, c), x_init, times, z)

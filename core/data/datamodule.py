@@ -192,7 +192,10 @@ class SampleDataModule(L.LightningDataModule):
         return Path(cfg.root) if cfg.root else None
 
     def _list(self, root: Path) -> list[SampleRef]:
-        return list(list_files(root, self.spec.extensions, self.spec.noun))
+        skips = SkipLog(self.spec.logger, f"{self.spec.noun} path")  # dangling links, loops, unreadable folders
+        files = list(list_files(root, self.spec.extensions, self.spec.noun, skips=skips))
+        self.skipped.update(skips.reasons)
+        return files
 
     def _split_files(self) -> tuple[list[SampleRef], list[SampleRef]]:
         root = self._data_root()

@@ -139,7 +139,8 @@ def convert_folder_to_shards(
     """
     start_time = time.perf_counter()
     root, out = Path(root), Path(out)
-    files = list_files(root, sample_format.extensions, sample_format.noun)
+    unlisted = SkipLog(sample_format.logger, f"{sample_format.noun} path")  # dangling links, loops, unreadable folders
+    files = list_files(root, sample_format.extensions, sample_format.noun, skips=unlisted)
     relative = [p.relative_to(root).as_posix() for p in files]
     names = folder_class_names(files, root)
     classes = sorted(set(names))
@@ -157,6 +158,7 @@ def convert_folder_to_shards(
     position = records[-1]["end"] if records else 0
     resumed = len(records)
     skipped: dict[str, str] = dict((old or {}).get("skipped_examples", {})) if records else {}
+    skipped.update(unlisted.reasons)
     skips = SkipLog(sample_format.logger, sample_format.noun)
     index: dict[str, Any] = {
         "format": sample_format.index_format, "version": 1, "complete": False, "root": str(root.resolve()), "fingerprint": fingerprint,
@@ -215,7 +217,7 @@ def convert_folder_to_shards(
     index.update(
         complete=True,
         num_samples=sum(r["count"] for r in records),
-        num_skipped=len(skipped_positions),
+        num_skipped=len(skipped_positions) + len(unlisted),
         skipped_examples=dict(list(skipped.items())[:100]),
         class_counts={classes[c]: counts.get(c, 0) for c in range(len(classes))},
         pattern=directory.pattern(len(records)),

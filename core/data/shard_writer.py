@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from core.data.skips import UNREADABLE_ERRORS
 from core.fileio import atomic_write_text
 
 __all__ = ["INDEX_NAME", "fingerprint_of", "TarShard", "ShardDirectory", "read_index", "verify_shard_dir"]
@@ -181,7 +182,7 @@ def verify_shard_dir(directory: str | Path) -> list[str]:
                     if handle is None or len(handle.read()) != info.size:
                         raise OSError(f"member {info.name} is truncated")
                     keys.add(info.name.rpartition("/")[2].partition(".")[0])
-        except (OSError, tarfile.TarError) as err:
+        except UNREADABLE_ERRORS as err:
             problems.append(f"{path}: {type(err).__name__}: {err}")
             continue
         if len(keys) != int(record["count"]):

@@ -16,12 +16,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["SampleRequest", "EvalSamples", "CacheInputs", "LoadedSamples", "collate_loaded", "sample_loader", "UNREADABLE_ERRORS"]
+from core.data.skips import UNREADABLE_ERRORS
+
+__all__ = ["SampleRequest", "EvalSamples", "CacheInputs", "LoadedSamples", "collate_loaded", "sample_loader"]
 
 log = logging.getLogger("difftok.eval")
-
-# What opening a corrupt or truncated file raises (PIL: OSError/SyntaxError, decoders: ValueError).
-UNREADABLE_ERRORS = (OSError, ValueError, SyntaxError)
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class EvalSamples:
     Attributes:
         refs: one reference per sample, in evaluation order (written to ``subset.txt``).
         labels: class of each sample (anything printable).
-        load: ``ref -> Tensor (C, *spatial)`` in [-1, 1]; raises one of :data:`UNREADABLE_ERRORS` for a bad file.
+        load: ``ref -> Tensor (C, *spatial)`` in [-1, 1]; raises one of :data:`~core.data.skips.UNREADABLE_ERRORS` for a bad file.
         report: JSON-ready description of the selection (source, location, counts), copied into reports.
         protocol: JSON-ready description of the transform (e.g. ``{"eval_transform": "..."}``).
         unit: what one sample is called in reports (``"image"`` gives ``num_images``).

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from core.autoencoder import DiffusionAutoencoder
+from core.input_checks import check_float_tensor, resolve_num_steps
 from core.latent.distribution import DecoderOutput, EncoderOutput, LatentDist
 from core.tiling import TileSpec, resolve_tiles
 
@@ -80,8 +81,8 @@ class DiffusersVAE(nn.Module):
 
     def __init__(self, tokenizer: DiffusionAutoencoder, num_inference_steps: int | None = None, *, sample_size: int | None = None) -> None:
         super().__init__()
-        if num_inference_steps is not None and num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1 or None, got {num_inference_steps}")
+        if num_inference_steps is not None:
+            resolve_num_steps(num_inference_steps, tokenizer.sampling.num_steps, "num_inference_steps")
         if not tokenizer.shape_rule.is_isotropic:
             # diffusers pipelines size latents with one vae_scale_factor for every axis and know no causal axes
             raise ValueError(
@@ -153,6 +154,7 @@ class DiffusersVAE(nn.Module):
     # ------------------------------------------------------------------------------- API
     def encode(self, x: Tensor, return_dict: bool = True) -> EncoderOutput | tuple[LatentDist]:
         """Data ``(B, C, *S)`` in [-1, 1] -> ``.latent_dist`` with ``sample(generator)`` / ``mode()``."""
+        check_float_tensor(x, "input")  # before the cast, which would turn 0..255 pixels into floats silently
         x = x.to(self.dtype)
         if self.use_slicing and x.shape[0] > 1:
             parts = [self.tokenizer.encode(x[i : i + 1]).latent_dist for i in range(x.shape[0])]
@@ -173,8 +175,9 @@ class DiffusersVAE(nn.Module):
             num_inference_steps: ODE steps; default ``self.num_inference_steps``, then the tokenizer's.
         """
         tok = self.tokenizer
+        check_float_tensor(z, "latents z")
         z = z.to(self.dtype)
-        steps = num_inference_steps or self.num_inference_steps or tok.sampling.num_steps
+        steps = resolve_num_steps(num_inference_steps, self.num_inference_steps or tok.sampling.num_steps, "num_inference_steps")
         shape = tok.data_shape(tuple(z.shape))
         noise = self._initial_noise(shape, generator, z)
         if self.use_slicing and z.shape[0] > 1:  # same noise as the batched call, so the same result
