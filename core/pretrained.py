@@ -13,29 +13,31 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from core.autoencoder import DiffusionAutoencoder
 from core.builder import AutoencoderConfig, build_autoencoder, config_from_dict
-from core.fileio import atomic_write_bytes
+from core.fileio import atomic_output, atomic_write_bytes
 from core.latent.stats import LatentStats
 from core.shapes import ShapeRule
+from core.weight_files import CorruptFileError, read_safetensors
 
 __all__ = [
     "CheckpointMismatchError", "save_pretrained", "from_pretrained", "load_state_dict_strict", "write_latent_stats",
-    "FORMAT_VERSION", "write_weights_and_config", "read_weights",
+    "FORMAT_VERSION", "write_weights_and_config", "read_weights", "read_config_file", "read_pretrained_config",
+    "autoencoder_config_of", "CorruptFileError",
 ]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
+_REEXPORT = "save_pretrained / the run's export step"
 LOSS_TERMS_PREFIX = "loss_terms."  # state-dict keys of trainable loss-term heads (DiffusionAutoencoder.loss_terms)
 
 
@@ -101,10 +103,8 @@ def write_weights_and_config(directory: str | os.PathLike[str], state: dict[str,
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{WEIGHTS_NAME}.")
-    os.close(fd)
-    save_file(tensors, tmp, metadata={"format": "pt", "difftok_format_version": str(FORMAT_VERSION)})
-    os.replace(tmp, out / WEIGHTS_NAME)
+    with atomic_output(out / WEIGHTS_NAME) as tmp:  # same file mode as config.json (umask honoured)
+        save_file(tensors, tmp, metadata={"format": "pt", "difftok_format_version": str(FORMAT_VERSION)})
     atomic_write_bytes(out / CONFIG_NAME, json.dumps(meta, indent=2, sort_keys=True).encode())
     return out
 
@@ -114,20 +114,54 @@ def read_weights(directory: str | os.PathLike[str], map_location: str | torch.de
     weights = Path(directory) / WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found")
-    return load_file(str(weights), device=str(map_location))
+    return read_safetensors(weights, device=str(map_location), fix=f"copy the folder again or re-export it ({_REEXPORT})")
+
+
+def read_config_file(path: str | os.PathLike[str], writer: str) -> dict[str, Any]:
+    """The JSON object in ``path`` (a pretrained folder's ``config.json`` written by ``writer``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CorruptFileError: not valid UTF-8 JSON, or not a JSON object; the message names the file and the fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: expected a folder written by {writer}")
+    fix = f"the file was cut short or edited by hand: restore it from a copy or re-export the folder with {writer}"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptFileError(f"{path} is not valid JSON ({type(err).__name__}: {err}); {fix}") from err
+    if not isinstance(meta, dict):
+        raise CorruptFileError(f"{path} holds a JSON {type(meta).__name__}, not an object; {fix}")
+    return meta
 
 
 def read_pretrained_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """The parsed ``config.json`` of a pretrained folder."""
+    """The parsed ``config.json`` of a pretrained folder, with its ``autoencoder`` section present."""
     path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: expected a folder written by save_pretrained")
-    meta = json.loads(path.read_text())
+    meta = read_config_file(path, "save_pretrained")
     if meta.get("format") != "difftok":
         raise CheckpointMismatchError(f"{path} is not a difftok config (format={meta.get('format')!r})")
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise CheckpointMismatchError(f"{path} has format_version {meta['format_version']}; upgrade difftok to read it")
+    if not isinstance(meta.get("autoencoder"), dict):
+        raise CorruptFileError(
+            f"{path} has no 'autoencoder' section (keys: {sorted(meta)}), so the model cannot be rebuilt; "
+            f"restore the file from a copy or re-export the folder ({_REEXPORT})"
+        )
     return meta
+
+
+def autoencoder_config_of(directory: str | os.PathLike[str], meta: dict[str, Any]) -> AutoencoderConfig:
+    """The builder config in ``meta["autoencoder"]``; an invalid section raises naming ``directory/config.json``."""
+    try:
+        return config_from_dict(meta["autoencoder"])
+    except (TypeError, ValueError) as err:
+        raise CorruptFileError(
+            f"{Path(directory) / CONFIG_NAME}: its 'autoencoder' section does not describe a model ({err}); the file was "
+            f"edited by hand or written by a newer difftok: restore it or upgrade difftok"
+        ) from err
 
 
 def from_pretrained(
@@ -145,7 +179,7 @@ def from_pretrained(
     training objective and loads every tensor strictly.
     """
     meta = read_pretrained_config(directory)
-    config = config_from_dict(meta["autoencoder"])
+    config = autoencoder_config_of(directory, meta)
     if modality is not None and config.modality != modality:
         raise CheckpointMismatchError(
             f"{directory} holds a '{config.modality}' tokenizer but a '{modality}' one was requested; "
@@ -188,7 +222,7 @@ def write_latent_stats(
     meta = read_pretrained_config(source)
     # parsing first fails before anything is written if the config is not loadable (and brings
     # a file in the older flat layout to the nested one)
-    config = replace(config_from_dict(meta["autoencoder"]), latent_stats=replace(stats))
+    config = replace(autoencoder_config_of(source, meta), latent_stats=replace(stats))
     meta["autoencoder"] = asdict(config)
     meta["latent"] = {**meta.get("latent", {}), "shift": stats.shift, "scale": stats.scale}
     meta["extra"] = {**(meta.get("extra") or {}), **(extra or {})}
@@ -198,9 +232,7 @@ def write_latent_stats(
         if not weights.is_file():
             raise FileNotFoundError(f"{weights} not found")
         target.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{WEIGHTS_NAME}.")
-        os.close(fd)
-        shutil.copyfile(weights, tmp)
-        os.replace(tmp, target / WEIGHTS_NAME)
+        with atomic_output(target / WEIGHTS_NAME) as tmp:
+            shutil.copyfile(weights, tmp)
     atomic_write_bytes(target / CONFIG_NAME, json.dumps(meta, indent=2, sort_keys=True).encode())
     return target

@@ -8,16 +8,36 @@ which variable to set.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-__all__ = ["MissingWeightsError", "resolve_weights_path", "load_tensor_file"]
+__all__ = ["MissingWeightsError", "CorruptFileError", "resolve_weights_path", "read_safetensors", "load_tensor_file"]
 
 
 class MissingWeightsError(FileNotFoundError):
     """Pretrained weights of a frozen network were not given or not found; the message names the fix."""
+
+
+class CorruptFileError(ValueError):
+    """A weights or config file exists but cannot be read (truncated, corrupt, another format); the
+    message names the file and the fix."""
+
+
+def read_safetensors(path: str | os.PathLike[str], *, device: str = "cpu", fix: str) -> dict[str, Tensor]:
+    """The tensors of the safetensors file ``path``; a file safetensors cannot parse raises
+    :class:`CorruptFileError` naming it and ``fix`` (what to do about it)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device=device)
+    except SafetensorError as err:
+        raise CorruptFileError(
+            f"{path} is not a readable safetensors file ({err}): it is truncated, corrupt or in another format; {fix}"
+        ) from err
 
 
 def resolve_weights_path(
@@ -42,13 +62,15 @@ def resolve_weights_path(
 def load_tensor_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """A flat ``{name: tensor}`` dict from ``.safetensors`` or a torch file (loaded with ``weights_only``)."""
     path = Path(path)
+    fix = "replace it with an intact copy of the weights"
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        return read_safetensors(path, fix=fix)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as err:  # truncated zip / not a torch file / refused pickle
+        raise CorruptFileError(f"{path} cannot be loaded as a torch weights file ({type(err).__name__}: {err}); {fix}") from err
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a flat state dict of tensors")
+        raise CorruptFileError(f"{path} does not hold a flat state dict of tensors; pass the weights file itself, not a training checkpoint")
     return state

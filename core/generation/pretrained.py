@@ -6,7 +6,6 @@ The folder records the tokenizer path and latent statistics, so ``load_generator
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 
 from core.generation.config import build_generator, generator_config_from_dict
 from core.generation.objective import LatentGenerator
-from core.pretrained import CONFIG_NAME, WEIGHTS_NAME, CheckpointMismatchError, load_state_dict_strict, read_weights, write_weights_and_config
+from core.pretrained import CONFIG_NAME, WEIGHTS_NAME, CheckpointMismatchError, load_state_dict_strict, read_config_file, read_weights, write_weights_and_config
 
 __all__ = ["save_generator", "load_generator", "read_generator_config", "GENERATOR_FORMAT"]
 
@@ -35,9 +34,7 @@ def save_generator(model: LatentGenerator, directory: str | os.PathLike[str], *,
 def read_generator_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """The parsed ``config.json`` of a generator folder."""
     path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: expected a folder written by save_generator (a run's export/)")
-    meta = json.loads(path.read_text())
+    meta = read_config_file(path, "save_generator (a run's export/)")
     if meta.get("format") != GENERATOR_FORMAT:
         raise CheckpointMismatchError(
             f"{path} is not a latent-generator folder (format={meta.get('format')!r}); tokenizers load with core.from_pretrained"

@@ -6,11 +6,12 @@ Exported as PNGs into ``<dir>/train`` and ``<dir>/val`` (``chelsea`` and ``coffe
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from core.fileio import atomic_output
 
 __all__ = ["DEMO_TRAIN", "DEMO_VAL", "demo_photographs", "export_demo_dataset", "default_demo_dir"]
 
@@ -52,8 +53,6 @@ def export_demo_dataset(directory: str | os.PathLike[str] | None = None) -> Path
             if target.exists():
                 continue
             photos = photos or demo_photographs()
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".png")
-            os.close(fd)
-            Image.fromarray(photos[name]).save(tmp)
-            os.replace(tmp, target)  # atomic: concurrent exports never see half-written files
+            with atomic_output(target) as tmp:  # concurrent exports never see half-written files
+                Image.fromarray(photos[name]).save(tmp, format="PNG")
     return root
