@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,12 +40,13 @@ def atomic_output(path: str | os.PathLike[str], *, mode: int | None = None) -> I
     """
     path = Path(path)
     tmp = _create_temp(path)
+    created_mode = stat.S_IMODE(os.stat(tmp).st_mode)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
+        # set again: some writers (safetensors' save_file) replace the file with a 0600 one of their own
+        os.chmod(tmp, created_mode if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -48,7 +48,7 @@ def list_images(root: str | Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _decoding(what: object) -> Iterator[None]:
+def _decoding() -> Iterator[None]:
     """Turn what Pillow raises on a hostile or broken file into a skippable error.
 
     Pillow's decoders raise many types for bad data (``DecompressionBombError``, ``struct.error``,
@@ -61,15 +61,15 @@ def _decoding(what: object) -> Iterator[None]:
         raise
     except Image.DecompressionBombError as err:
         raise UnreadableSampleError(
-            f"{what}: DecompressionBombError: {err} (if the file is trusted, raise PIL.Image.MAX_IMAGE_PIXELS)"
+            f"DecompressionBombError: {err} (if the file is trusted, raise PIL.Image.MAX_IMAGE_PIXELS)"
         ) from err
     except Exception as err:  # the file is untrusted input to the decoder: anything it raises means unreadable
-        raise UnreadableSampleError(f"{what}: {type(err).__name__}: {err}") from err
+        raise UnreadableSampleError(f"{type(err).__name__}: {err}") from err
 
 
-def _load(source: str | Path | io.BytesIO, what: object) -> Image.Image:
+def _load(source: str | Path | io.BytesIO) -> Image.Image:
     """Decode ``source`` fully (inside :func:`_decoding`), then apply the input policy of :mod:`modalities.image.modes`."""
-    with _decoding(what):
+    with _decoding():
         with Image.open(source) as handle:
             handle.load()
             return to_rgb8(handle)
@@ -78,15 +78,15 @@ def _load(source: str | Path | io.BytesIO, what: object) -> Image.Image:
 def open_image_bytes(data: bytes) -> Image.Image:
     """Decode encoded image bytes to 8-bit RGB (:func:`~modalities.image.modes.to_rgb8`); raises one of
     :data:`~core.data.skips.UNREADABLE_ERRORS` on corrupt or hostile data."""
-    return _load(io.BytesIO(data), "image bytes")
+    return _load(io.BytesIO(data))
 
 
 def open_image(ref: SampleRef) -> Image.Image:
     """Decode a file or tar member to 8-bit RGB (:func:`~modalities.image.modes.to_rgb8`); raises one of
     :data:`~core.data.skips.UNREADABLE_ERRORS` on corrupt or hostile data."""
     if isinstance(ref, TarMember):
-        return _load(io.BytesIO(ref.read_bytes()), ref)
-    return _load(ref, ref)
+        return _load(io.BytesIO(ref.read_bytes()))
+    return _load(ref)
 
 
 def check_image_bytes(data: bytes, mode: str = "decode") -> None:
@@ -95,7 +95,7 @@ def check_image_bytes(data: bytes, mode: str = "decode") -> None:
     if mode == "decode":
         open_image_bytes(data)
         return
-    with _decoding("image bytes"), Image.open(io.BytesIO(data)) as image:
+    with _decoding(), Image.open(io.BytesIO(data)) as image:
         image.verify()
 
 
@@ -103,7 +103,7 @@ def check_image(ref: SampleRef) -> None:
     """Raise unless ``ref`` opens as an image (files: PIL verify, then a full decode)."""
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     if not isinstance(ref, TarMember):
-        with _decoding(ref), Image.open(ref) as handle:
+        with _decoding(), Image.open(ref) as handle:
             handle.verify()
     open_image(ref)
 
