@@ -44,7 +44,7 @@ def to_rgb8(image: Image.Image) -> Image.Image:
         return _gray_to_rgb(_scale_floats(np.asarray(image, dtype=np.float64)))
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
         return _composite((image.convert("LA") if mode == "La" else image).convert("RGBA"))  # Pillow has no La -> RGBA
-    return image if mode == "RGB" else image.convert("RGB")
+    return image.convert("RGB")  # a copy for RGB: the caller may close the file's image
 
 
 def _scale_integers(values: np.ndarray) -> np.ndarray:
