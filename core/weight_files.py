@@ -72,5 +72,7 @@ def load_tensor_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CorruptFileError(f"{path} does not hold a flat state dict of tensors; pass the weights file itself, not a training checkpoint")
+        raise CorruptFileError(
+            f"{path} does not hold a flat state dict of tensors; pass the weights file itself, not a training checkpoint"
+        )
     return state

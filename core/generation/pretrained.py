@@ -15,7 +15,9 @@ import torch
 
 from core.generation.config import build_generator, generator_config_from_dict
 from core.generation.objective import LatentGenerator
-from core.pretrained import CONFIG_NAME, WEIGHTS_NAME, CheckpointMismatchError, load_state_dict_strict, read_config_file, read_weights, write_weights_and_config
+from core.pretrained import (
+    CONFIG_NAME, WEIGHTS_NAME, CheckpointMismatchError, load_state_dict_strict, read_config_file, read_weights, write_weights_and_config,
+)
 
 __all__ = ["save_generator", "load_generator", "read_generator_config", "GENERATOR_FORMAT"]
 
