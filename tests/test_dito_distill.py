@@ -105,3 +105,62 @@ def test_recipe_resolves_to_its_frozen_config(name):
     """Any change to a setting of these recipes shows up here (regenerate the file on purpose only)."""
     frozen = OmegaConf.to_container(OmegaConf.load(FROZEN_CONFIGS / f"{name}.yaml"))
     assert OmegaConf.to_container(compose_recipe(recipe(name))) == frozen
+
+
+# ---------------------------------------------------------------- CPU evidence
+def test_cpu_distill_evidence_is_the_cpu_evidence_run_with_the_distillation_stage(tmp_path):
+    from recipes.image.dito_cpu_evidence import build_config as teacher_config
+
+    exp = to_experiment_config(compose_recipe(recipe("dito_distill_cpu_evidence"), [f"output_dir={tmp_path}"]))
+    teacher = teacher_config()
+    assert exp.model == teacher.model.__class__(**{**vars(teacher.model), "sampling": exp.model.sampling})  # same network and objective
+    assert exp.model.sampling.num_steps == 1 and teacher.model.sampling.num_steps == 50
+    assert exp.distill.teacher == exp.init.weights == "outputs/dito_cpu_evidence/export"
+    assert (exp.distill.sampling.teacher_steps, exp.distill.sampling.grid, exp.trainer.max_steps) == (10, "uniform", 400)
+    assert exp.data == teacher.data and exp.ema == teacher.ema
+
+
+def test_held_out_tiles_cover_each_photograph_without_overlap(demo_dir):
+    from PIL import Image
+
+    from recipes.image.held_out_crops import held_out_crops
+
+    photo = demo_dir / "val" / "coffee.png"  # 600x400 -> 480x320 at a shorter side of 320: 7 x 5 tiles
+    tiles = held_out_crops([photo], size=64, resize=320)
+    assert tiles.shape == (35, 3, 64, 64) and -1 <= tiles.min() and tiles.max() <= 1
+    image = Image.open(photo).convert("RGB").resize((480, 320), Image.LANCZOS)
+    from modalities.image.data import to_tensor
+
+    torch.testing.assert_close(tiles[8], to_tensor(image.crop((64, 64, 128, 128))))  # row 1, column 1
+    with pytest.raises(ValueError, match="shorter side of at least 64"):
+        held_out_crops([photo], size=64, resize=32)
+
+
+def test_tile_scores_rank_a_sharp_decode_above_a_blurred_one():
+    """The score_crops columns on a fake tokenizer whose 2-step decode is exact and 1-step decode blurred."""
+    from types import SimpleNamespace
+
+    from recipes.image.held_out_crops import crop_table, score_crops
+
+    class Fake:
+        def encode(self, x):
+            return SimpleNamespace(latent_dist=SimpleNamespace(mode=lambda: x))
+
+        def decode(self, z, n, noise=None, solver=None):
+            blurred = torch.nn.functional.avg_pool2d(z, 5, 1, 2, count_include_pad=False)
+            return SimpleNamespace(sample=z if n == 2 else blurred)
+
+    crops = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    scores = score_crops(Fake(), crops, [1, 2])
+    blurred, sharp = scores["steps_1"], scores["steps_2"]
+    assert sharp["psnr_mean_per_image"] > 40 and blurred["psnr_mean_per_image"] < 30
+    assert sharp["hf_ratio"] == pytest.approx(1.0) and blurred["hf_ratio"] < 0.5
+    assert sharp["rfid"] < blurred["rfid"] and sharp["decode_s_per_crop"] >= 0
+    table = crop_table({"sharp": sharp, "blurred": blurred}, len(crops))
+    assert table.count("\n") == 3 and "only 6 crops" in table
+
+
+@pytest.mark.parametrize("name", ["dito_distill_cpu_evidence"])  # dito_cpu_evidence: tests/test_recipes.py
+def test_cpu_evidence_recipe_resolves_to_its_frozen_config(name):
+    frozen = OmegaConf.to_container(OmegaConf.load(FROZEN_CONFIGS / f"{name}.yaml"))
+    assert OmegaConf.to_container(compose_recipe(recipe(name))) == frozen
