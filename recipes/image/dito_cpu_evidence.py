@@ -68,11 +68,15 @@ def build_config() -> ExperimentConfig:
 
 
 def score_held_out_tiles(tokenizers: dict[str, tuple[Any, int]], refs: list[Any], *, seed: int = 0) -> dict[str, Any]:
-    """``label -> (tokenizer, steps)`` scored on the 64² tiles of ``refs`` at the run's scale."""
+    """``label -> (tokenizer, steps)`` scored on the 64² tiles of ``refs`` at the run's scale, every
+    row from the same per-tile noise; each tokenizer is evaluated once with all its step counts."""
     from recipes.image.held_out_crops import held_out_crops, score_crops
 
     tiles = held_out_crops(refs, size=TILE_SIZE, resize=SCALE)
-    rows = {label: score_crops(model, tiles, [steps], seed=seed)[f"steps_{steps}"] for label, (model, steps) in tokenizers.items()}
+    models = {id(model): model for model, _ in tokenizers.values()}
+    wanted = {key: sorted({n for model, n in tokenizers.values() if id(model) == key}) for key in models}
+    scores = {key: score_crops(models[key], tiles, wanted[key], seed=seed) for key in models}
+    rows = {label: scores[id(model)][f"steps_{n}"] for label, (model, n) in tokenizers.items()}
     return {"num_tiles": len(tiles), "tile_size": TILE_SIZE, "scale": SCALE, "rows": rows}
 
 
