@@ -70,7 +70,8 @@ def score_crops(tokenizer: Any, crops: Tensor, steps: Sequence[int], *, seed: in
 
 
 def crop_table(rows: dict[str, dict[str, float]], num_crops: int) -> str:
-    """A markdown table, one row per ``label -> metrics`` (as returned per step count by :func:`score_crops`)."""
+    """A markdown table, one row per ``label -> metrics`` (as returned per step count by :func:`score_crops`;
+    ``hf_error_ratio`` is optional: nan when the sharpness measure does not report it)."""
     note = "" if num_crops >= MIN_RFID_CROPS else f" (only {num_crops} crops: noisy)"
     lines = [
         f"| decode | PSNR (dB, mean per crop) | PSNR (dataset) | SSIM | rFID ({num_crops} crops){note} | HF ratio | HF error ratio | decode s/crop |",
@@ -79,6 +80,6 @@ def crop_table(rows: dict[str, dict[str, float]], num_crops: int) -> str:
     for label, m in rows.items():
         lines.append(
             f"| {label} | {m['psnr_mean_per_image']:.2f} | {m['psnr_dataset']:.2f} | {m['ssim']:.3f} | {m['rfid']:.1f} | "
-            f"{m['hf_ratio']:.2f} | {m['hf_error_ratio']:.2f} | {m['decode_s_per_crop']:.4f} |"
+            f"{m['hf_ratio']:.2f} | {m.get('hf_error_ratio', float('nan')):.2f} | {m['decode_s_per_crop']:.4f} |"
         )
     return "\n".join(lines)
