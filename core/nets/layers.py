@@ -38,7 +38,8 @@ class SinusoidalTimeEmbedding(nn.Module):
     """cos/sin features of a scalar time (consistency-decoder style) followed by an MLP.
 
     ``freqs_i = (1 / max_period) ** (i / (half - 1))`` for ``i = 0..half-1`` (endpoint included);
-    features are ``[cos(t·f), sin(t·f)]`` (cos first), then Linear -> SiLU -> Linear.
+    features are ``[cos(t·f), sin(t·f)]`` (cos first), then Linear -> SiLU -> Linear (in the
+    MLP's dtype).
 
     Args:
         pe_dim: number of sinusoidal features (even).
@@ -54,11 +55,18 @@ class SinusoidalTimeEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(pe_dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
 
     def features(self, t: Tensor) -> Tensor:
-        """``(B,) -> (B, pe_dim)`` sinusoidal features, computed in fp32."""
+        """``(B,) -> (B, pe_dim)`` sinusoidal features in ``t``'s dtype (at least fp32).
+
+        As in the official DiTo decoder, the frequencies are computed in fp32 and the angles
+        ``t·f`` in the input's dtype, so a float64 model matches the official float64 forward.
+        Half-precision (and integer) times are lifted to fp32: an fp16/bf16 angle near
+        ``1000·t`` would lose whole radians.
+        """
         half = self.pe_dim // 2
         exponent = torch.arange(half, device=t.device, dtype=torch.float32) / (half - 1)
-        freqs = (1.0 / self.max_period) ** exponent  # (half,)
-        angles = t.float()[:, None] * freqs[None, :]  # (B, half)
+        freqs = (1.0 / self.max_period) ** exponent  # (half,), fp32 like the official code
+        dtype = torch.promote_types(t.dtype, torch.float32)
+        angles = t.to(dtype)[:, None] * freqs.to(dtype)[None, :]  # (B, half)
         return torch.cat([angles.cos(), angles.sin()], dim=1)
 
     def forward(self, t: Tensor) -> Tensor:
