@@ -58,13 +58,27 @@ def _gathered(value: Any, world_size: int) -> list[Any]:
     return values
 
 
+def _pending_log_row(trainer: L.Trainer) -> dict[str, Any]:
+    """The step's logged scalars that Lightning writes to the loggers only after the checkpoint hooks.
+
+    Lightning has no public view of this row, hence its logger connector; the values are the ones
+    Lightning itself would write (DDP-synchronised)."""
+    connector = trainer._logger_connector
+    step = trainer.fit_loop.epoch_loop._batches_that_stepped
+    if not trainer.training or not connector.should_update_logs:
+        return {"step": step, "metrics": {}}
+    metrics = {k: float(v) for k, v in connector.metrics["log"].items()}
+    return {"step": step, "metrics": {**metrics, "epoch": trainer.current_epoch}}
+
+
 class RunStateCallback(L.Callback):
     """Puts every rank's RNG states and the run's total wall time into each checkpoint, and restores them.
 
     The states are captured when the checkpoint is written (after step N's optimiser and EMA update)
     and put back just before step N + 1 of the resumed run, so nothing the resume itself does (building
     the model, loaders, logging) shifts the random streams. Loggers are flushed with every checkpoint,
-    so the loss log on disk always reaches the newest checkpoint's step.
+    and the checkpointed step's own log row (written by Lightning after the checkpoint) is kept in the
+    checkpoint and written first by the resumed run, so the loss log has no gap whenever the kill comes.
     """
 
     def __init__(self) -> None:
@@ -72,6 +86,7 @@ class RunStateCallback(L.Callback):
         self.earlier_wall_time_s = 0.0  # segments before this one (from the resumed checkpoint)
         self.segments = 1
         self.pending_rng: dict[str, Any] | None = None  # this rank's states, applied at the first step
+        self.pending_log_row: dict[str, Any] | None = None  # written into the resumed run's log at its start
 
     def total_wall_time_s(self) -> float:
         """Wall time of this segment plus the segments the resumed checkpoint descends from."""
@@ -81,6 +96,7 @@ class RunStateCallback(L.Callback):
         states = _gathered(capture_rng_state(), trainer.world_size)  # on every rank: dump_checkpoint runs on all
         checkpoint["difftok_run_state"] = {
             "rng_per_rank": states, "wall_time_s": self.total_wall_time_s(), "segments": self.segments,
+            "pending_log": _pending_log_row(trainer),
         }
         for logger in trainer.loggers:
             logger.save()
@@ -92,12 +108,20 @@ class RunStateCallback(L.Callback):
                         "other random numbers than the uninterrupted run would have")
             return
         self.earlier_wall_time_s, self.segments = float(saved["wall_time_s"]), int(saved["segments"]) + 1
+        self.pending_log_row = saved.get("pending_log")
         states = saved["rng_per_rank"]
         if len(states) != trainer.world_size:
             log.warning("the checkpoint was written by %d rank(s), this run has %d: RNG states are not restored, the "
                         "resumed run is not an exact continuation", len(states), trainer.world_size)
             return
         self.pending_rng = states[trainer.global_rank]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        row = self.pending_log_row
+        self.pending_log_row = None
+        if row and row["metrics"]:  # the checkpointed step's losses, which a kill right after the checkpoint loses
+            for logger in trainer.loggers:
+                logger.log_metrics(row["metrics"], step=row["step"])
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if self.pending_rng is not None:
