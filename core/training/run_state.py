@@ -81,8 +81,8 @@ class RunStateCallback(L.Callback):
     checkpoint and written first by the resumed run, so the loss log has no gap whenever the kill comes.
     """
 
-    def __init__(self) -> None:
-        self.segment_start = time.perf_counter()
+    def __init__(self, segment_start: float | None = None) -> None:
+        self.segment_start = time.perf_counter() if segment_start is None else segment_start  # a time.perf_counter() value
         self.earlier_wall_time_s = 0.0  # segments before this one (from the resumed checkpoint)
         self.segments = 1
         self.pending_rng: dict[str, Any] | None = None  # this rank's states, applied at the first step

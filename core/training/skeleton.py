@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from core.data.resumable import ResumableDataModule
 from core.training.checkpoint_io import AtomicCheckpointIO
 from core.training.callbacks import ScheduleFreeModeCallback
 from core.training.config import TrainerConfig
@@ -112,7 +114,7 @@ def run_experiment(
                 clear_previous_outputs(out)
             remove_stale_temp_files(ckpt_dir)
             (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-        return _fit_and_export(cfg, parts, resume, callbacks or [], start)
+        return _fit_and_export(cfg, parts, resume.path if resume else None, callbacks or [], start)
 
 
 def _check_resumable(module: L.LightningModule, resume: ResumeChoice) -> None:
@@ -122,14 +124,17 @@ def _check_resumable(module: L.LightningModule, resume: ResumeChoice) -> None:
         check(resume.checkpoint, source=str(resume.path))
 
 
-def _fit_and_export(cfg: Any, parts: RunParts, resume: ResumeChoice | None, extra: list[L.Callback], start: float) -> TrainResult:
+def _fit_and_export(cfg: Any, parts: RunParts, resume: Path | None, extra: list[L.Callback], start: float) -> TrainResult:
     """Train, then on global rank 0 only export and write the summary; every rank waits for that."""
     out, tcfg = Path(cfg.output_dir), cfg.trainer
     ckpt_dir = out / "checkpoints"
-    run_state = RunStateCallback()
+    run_state = RunStateCallback(segment_start=start)
     all_callbacks = standard_callbacks(tcfg, ckpt_dir) + [run_state] + parts.callbacks + extra
     trainer, csv_logger = build_trainer(tcfg, all_callbacks, out, grad_clip=cfg.optim.grad_clip)
-    trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=str(resume.path) if resume else None, weights_only=True)
+    with warnings.catch_warnings():
+        if isinstance(parts.datamodule, ResumableDataModule):  # it restores its data position itself
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+        trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
 
     previews: list[Path] = []
     wall_time = run_state.total_wall_time_s()
