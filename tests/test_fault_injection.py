@@ -12,6 +12,7 @@ the totals of kills and bit-exact resumes are printed at the end of the module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -37,13 +38,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module", autouse=True)
 def closing_note(request):
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     line = (f"\nfault injection (seed {SEED}): {TALLY['kills']} SIGKILLs injected, {TALLY['resumed_segments']} resumed "
             f"segments, {TALLY['bit_exact_runs']} killed-and-resumed runs bit-identical to their uninterrupted run")
-    if reporter is not None:
-        reporter.write_line(line)
-    else:  # pragma: no cover
-        print(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        print(line)  # shown even when pytest captures output
 
 
 def run(spec: dict, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
