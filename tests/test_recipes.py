@@ -101,13 +101,13 @@ FROZEN_CONFIGS = ROOT / "tests" / "data" / "recipe_configs"  # OmegaConf.to_yaml
 
 def _nest_settings(frozen: dict, stage: str) -> dict:
     """The frozen files predate the nested settings: move the flat teacher settings into ``distill.sampling``
-    and the flat model settings into their nodes (``LEGACY_FLAT_KEYS``), and add the recipe's ``stage``."""
+    and the flat model settings into their nodes (``LEGACY_FLAT_KEYS``), and add the recipe's ``stage`` and ``overwrite``."""
     distill = dict(frozen["distill"])
     distill["sampling"] = {k: distill.pop(k) for k in ("teacher_steps", "grid", "power")}
     model = dict(frozen["model"])
     for flat, (node, key) in LEGACY_FLAT_KEYS.items():
         model.setdefault(node, {})[key] = model.pop(flat)
-    return {**frozen, "stage": stage, "model": model, "distill": distill}
+    return {**frozen, "stage": stage, "overwrite": False, "model": model, "distill": distill}
 
 
 @pytest.mark.parametrize("name, stage", [("quickstart", ""), ("dito_cpu_evidence", ""), ("ssdd_cpu_evidence", "encoder")])

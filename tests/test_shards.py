@@ -156,12 +156,12 @@ def test_ranks_draw_different_reproducible_streams(shard_dir):
     plan = plan_epoch(8, batch_size=4, num_workers=0, world_size=2)
     assert (plan.samples_per_worker, plan.batches_per_rank) == (4, 1)
 
-    def keys(rank: int) -> list[str]:
+    def keys(rank: int) -> list[str]:  # three epochs: one shard draw per epoch could coincide by chance
         decoder = ShardSampleDecoder(open_image_bytes, SHARD_IMAGE_EXTENSIONS, ImageTransform(32, 40))
         stream = make_shard_stream(urls, decoder, plan, seed=5, shuffle_buffer=1, rank=rank)
-        return [s["key"] for s in stream]
+        return [s["key"] for _ in range(3) for s in stream]
 
-    assert keys(0) == keys(0) and keys(0) != keys(1) and len(keys(1)) == 4
+    assert keys(0) == keys(0) and keys(0) != keys(1) and len(keys(1)) == 12
 
 
 def test_shards_with_eval_folder(shard_dir, class_folder):

@@ -15,18 +15,19 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from core.data.folder_shards import read_shard_index
 from core.data.options import SampleDataOptions, parse_options
+from core.data.resumable import ResumableDataModule, ResumableSampler, loader_generator
 from core.data.skips import UNREADABLE_ERRORS, SkipLog
 from core.data.sources import SampleRef, assign_labels, expand_shards, folder_class_names, list_files, list_shard_members
 from core.data.stream import make_shard_stream, plan_epoch
@@ -125,9 +126,20 @@ class SampleDataset(Dataset):
             self._cache[key] = sample
         return sample
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        self._draws += 1
-        rng = random.Random(hash((self.seed, index, self._draws, torch.initial_seed())))
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        """Sample ``index`` (from the next file that opens when it is unreadable).
+
+        ``index`` may be an ``(index, draw)`` pair (what :class:`~core.data.resumable.ResumableSampler`
+        yields): the augmentation is then seeded by (seed, index, draw) alone, so it does not depend on
+        which worker process serves it or on how many samples that process drew before (exact resume).
+        A plain index numbers its draws with a per-process counter.
+        """
+        if isinstance(index, (tuple, list)):
+            index, draw = int(index[0]), int(index[1])
+        else:
+            self._draws += 1
+            draw = -self._draws  # negative: never collides with a sampler's draw numbers
+        rng = random.Random(hash((self.seed, index, draw)))  # ints hash to themselves: stable across processes
         for attempt in range(len(self.files)):
             position = (index + attempt) % len(self.files)
             ref = self.files[position]
@@ -160,8 +172,11 @@ class ShardSampleDecoder:
         return {"x": self.transform(self.open_bytes(sample[extension]), rng), "key": str(sample.get("__key__", "?")), "cls": label}
 
 
-class SampleDataModule(L.LightningDataModule):
+class SampleDataModule(ResumableDataModule):
     """Folder / demo / shard data of one modality for tokenizer training (see the module docstring).
+
+    The training data position is checkpointed (:class:`~core.data.resumable.ResumableDataModule`):
+    a resumed run continues the permutation or stream where the checkpointed run was.
 
     Args:
         cfg: :class:`core.training.config.DataConfig`; ``cfg.options`` is validated into ``spec.options_type``.
@@ -219,7 +234,7 @@ class SampleDataModule(L.LightningDataModule):
         root = self._data_root()
         holdout = int(self.cfg.holdout)
         if root is None:
-            members: list[SampleRef] = list(list_shard_members(self.shard_urls[:1], self.spec.shard_extensions)[: max(holdout, 8)])
+            members: list[SampleRef] = list(self._first_shard_members()[: max(holdout, 8)])
             self._assign_labels([(members, None)])
             return [], self._verified(members)
         eval_root = root / "val" if (root / "val").is_dir() else root
@@ -234,6 +249,21 @@ class SampleDataModule(L.LightningDataModule):
             if len(chosen) == holdout:
                 break
         return [], chosen
+
+    def _first_shard_members(self) -> list[SampleRef]:
+        """The first shard's samples (the evaluation set when no folder is given); a shard that cannot
+        be read fails setup naming it."""
+        url = self.shard_urls[0]
+        try:
+            members = list_shard_members([url], self.spec.shard_extensions)
+        except (tarfile.TarError, OSError, EOFError) as err:
+            raise ValueError(
+                f"cannot read the first shard {url} (it gives the evaluation samples when data.root is not set): "
+                f"{type(err).__name__}: {err}. Re-create or remove that shard, or set data.root= to an evaluation folder"
+            ) from err
+        if not members:
+            raise ValueError(f"the first shard {url} holds no {self.spec.noun} sample (extensions {self.spec.shard_extensions})")
+        return members
 
     def _assign_labels(self, groups: list[tuple[list[SampleRef], Path | None]]) -> None:
         """Class index of every listed reference (before unreadable files are dropped, so indices
@@ -277,11 +307,11 @@ class SampleDataModule(L.LightningDataModule):
     def train_dataset(self) -> Any:
         """Map-style folder dataset, or the infinite shard stream (``IterableDataset``) with ``data.shards``."""
         if self.shard_urls:
-            world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+            rank, world = self.rank_and_world()
             plan = plan_epoch(self.stream_epoch_samples(), self.batch_size, int(self.cfg.num_workers), world)
             decoder = ShardSampleDecoder(self.spec.open_bytes, self.spec.shard_extensions, self.train_transform)
             return make_shard_stream(self.shard_urls, decoder, plan, seed=self.seed, shuffle_buffer=self.options.shuffle_buffer,
-                                     rank=rank, logger=self.spec.logger)
+                                     rank=rank, logger=self.spec.logger, start_batch=self.start_batch)
         samples = max(self.options.samples_per_epoch, self.batch_size)  # tiny folders still fill a batch
         return SampleDataset(self.train_files, self.spec.open_ref, self.train_transform, samples, self.options.cache, self.seed,
                              self.labels_of(self.train_files), self.spec.logger)
@@ -292,10 +322,19 @@ class SampleDataModule(L.LightningDataModule):
         return SampleDataset(files, self.spec.open_ref, self.eval_transform, labels=self.labels_of(files), logger=self.spec.logger)
 
     def train_dataloader(self) -> DataLoader:
+        """Training batches from the checkpointed position; every rank draws its own share (no
+        Lightning-injected sampler: ``build_trainer`` turns that off)."""
         workers = int(self.cfg.num_workers)
+        rank, world = self.rank_and_world()
+        dataset = self.train_dataset()
+        sampler = None
+        if not self.shard_urls:
+            sampler = ResumableSampler(len(dataset), self.batch_size, seed=self.seed, rank=rank, world_size=world,
+                                       start_batch=self.start_batch)
         return DataLoader(
-            self.train_dataset(), batch_size=self.batch_size, shuffle=not self.shard_urls, drop_last=True, num_workers=workers,
+            dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True, num_workers=workers,
             persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+            generator=loader_generator(self.seed, rank, self.start_batch),
         )
 
     def preview_batch(self, count: int = 8) -> Tensor:

@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from core.latent.cache_format import LatentCacheIndex, decode_array, read_latent_index
+from core.data.resumable import loader_generator
 from core.data.stream import make_shard_stream, plan_epoch
 
 __all__ = ["CachedLatents", "DecodeLatents", "make_latent_dataloader", "load_all_latents"]
@@ -60,12 +61,13 @@ class DecodeLatents:
 
 def make_latent_dataloader(
     path: str | Path, batch_size: int, *, seed: int = 0, num_workers: int = 0, rank: int = 0, world_size: int = 1,
-    shuffle_buffer: int = 1000, sample_posterior: bool = True, random_flip: bool = True,
+    shuffle_buffer: int = 1000, sample_posterior: bool = True, random_flip: bool = True, start_batch: int = 0,
 ) -> DataLoader:
     """Infinite resampled stream of ``{"z": (B, C, *S) float32, "label": (B,) long}`` batches.
 
     One epoch is ``index.count`` samples over all ranks (rounded up to whole batches per worker), so
-    ``len(loader)`` is this rank's batches per epoch. ``batch_size`` is per rank.
+    ``len(loader)`` is this rank's batches per epoch. ``batch_size`` is per rank. ``start_batch`` (this
+    rank's batches already drawn, a checkpoint's data position) continues the stream exactly there.
     """
     index = read_latent_index(path)
     if not index.shards or index.count == 0:
@@ -74,9 +76,10 @@ def make_latent_dataloader(
         raise ValueError(f"need batch_size >= 1 and 0 <= rank < world_size, got {batch_size}, {rank}, {world_size}")
     plan = plan_epoch(index.count, batch_size, num_workers, world_size)
     dataset = make_shard_stream(index.shard_paths(), DecodeLatents(index, sample_posterior, random_flip), plan, seed=seed,
-                                shuffle_buffer=shuffle_buffer, rank=rank, logger=logging.getLogger("difftok.latent"))
+                                shuffle_buffer=shuffle_buffer, rank=rank, logger=logging.getLogger("difftok.latent"),
+                                start_batch=start_batch)
     return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0,
-                      pin_memory=torch.cuda.is_available())
+                      pin_memory=torch.cuda.is_available(), generator=loader_generator(seed, rank, start_batch))
 
 
 @dataclass

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from core.ema import EMA
+from core.pretrained import CheckpointMismatchError
 from core.flow.loss import TimeBucketLoss
 from core.nets.frozen import frozen_buffer_names, keep_frozen_in_eval
 from core.training.config import EMAConfig, OptimConfig
@@ -75,13 +76,15 @@ class EMATrainingModule(L.LightningModule):
     def log_training_losses(self, losses: dict[str, Tensor]) -> Tensor:
         """Check and log one step's losses; return ``losses["loss"]`` to optimise.
 
-        Scalars are logged as ``train/<name>`` (and ``loss`` on the progress bar). Objectives that
-        return ``t`` and ``fm_per_sample`` also feed the per-time monitor, logged as ``train_t/*``
-        every ``trainer.log_every_n_steps`` steps.
+        Scalars are logged as ``train/<name>`` (and ``loss`` on the progress bar); under DDP the logged
+        value is the mean over all ranks (each rank's loss is its local batch mean, and local batches
+        are equal, so this is the global batch mean). Objectives that return ``t`` and ``fm_per_sample``
+        also feed the per-time monitor, logged (rank 0's batches) as ``train_t/*`` every
+        ``trainer.log_every_n_steps`` steps.
         """
         scalars = {k: v for k, v in losses.items() if v.ndim == 0}
         self.check_finite(scalars)
-        self.log_dict({f"train/{k}": v.detach() for k, v in scalars.items()}, on_step=True, on_epoch=False)
+        self.log_dict({f"train/{k}": v.detach() for k, v in scalars.items()}, on_step=True, on_epoch=False, sync_dist=True)
         self.log("loss", scalars["loss"].detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
         if "fm_per_sample" in losses:
             self.loss_by_time.update(losses["t"], losses["fm_per_sample"])
@@ -104,6 +107,22 @@ class EMATrainingModule(L.LightningModule):
         if self.ema is not None:
             return self.ema.averaged_state_dict(self.trained_model)
         return {k: v.detach().clone() for k, v in self.trained_model.state_dict().items()}
+
+    def check_resume(self, checkpoint: dict[str, Any], source: str = "the checkpoint") -> None:
+        """Refuse, before the run writes anything, a checkpoint whose trained weights do not fit this
+        module (missing, extra or reshaped tensors; EMA entries may differ, see :meth:`reconcile_ema`)."""
+        saved = {k: v for k, v in checkpoint.get("state_dict", {}).items() if not k.startswith("ema.")}
+        own = {k: v for k, v in self.state_dict().items() if not k.startswith("ema.")}
+        missing = sorted(set(own) - set(saved))
+        extra = sorted(set(saved) - set(own))
+        reshaped = sorted(k for k in set(own) & set(saved) if tuple(own[k].shape) != tuple(saved[k].shape))
+        if missing or extra or reshaped:
+            details = "; ".join(f"{what}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+                                for what, keys in (("missing", missing), ("unexpected", extra), ("other shape", reshaped)) if keys)
+            raise CheckpointMismatchError(
+                f"cannot resume from {source}: its weights do not fit this model ({details}). Resume with the "
+                f"settings it was trained with, or start a fresh run (trainer.resume=null, new output_dir)"
+            )
 
     def reconcile_ema(self, state: dict[str, Tensor]) -> None:
         """Allow switching EMA on or off at resume (Lightning loads ``state`` strictly afterwards)."""

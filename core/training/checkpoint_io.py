@@ -1,4 +1,5 @@
-"""Atomic Lightning checkpoint writes: write to a temporary file, fsync, then rename."""
+"""Lightning checkpoint files: atomic writes (temporary file, fsync, rename) with the user's file mode,
+and loads restricted to tensors and plain containers (``weights_only=True``)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,31 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-__all__ = ["AtomicCheckpointIO"]
+__all__ = ["AtomicCheckpointIO", "load_checkpoint_file", "new_file_mode"]
+
+
+def new_file_mode() -> int:
+    """The mode a newly created file gets here: ``0o666`` less the process umask (0644 for umask 022)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # no umask getter elsewhere: set and restore
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def load_checkpoint_file(path: str | os.PathLike[str], map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
+    """``torch.load`` of a checkpoint with ``weights_only=True`` passed explicitly: a crafted file cannot
+    run code, whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says. ``mmap`` maps tensors instead of reading them."""
+    return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """A run killed mid-write leaves the previous checkpoint intact (``os.replace`` is atomic)."""
+    """A run killed mid-write leaves the previous checkpoint intact (``os.replace`` is atomic); files
+    get the mode of any new file (not ``mkstemp``'s 0600); loading never unpickles code."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any = None) -> None:
         if storage_options is not None:
@@ -27,7 +48,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, handle)
                 handle.flush()
                 os.fsync(handle.fileno())
+            os.chmod(tmp, new_file_mode())
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def load_checkpoint(self, path: str | os.PathLike[str], map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        if weights_only is False:
+            raise ValueError("difftok checkpoints are loaded with weights_only=True only (tensors and plain containers)")
+        return load_checkpoint_file(path, map_location if map_location is not None else "cpu")

@@ -4,8 +4,10 @@ A recipe module builds an :class:`ExperimentConfig` and calls :func:`run_recipe`
 
     python -m recipes.image.quickstart trainer.max_steps=100 data.batch_size=8
 
-No YAML files are involved. Each run's resolved config is saved to ``<output_dir>/.hydra`` and
-``<output_dir>/config.yaml``; ``--cfg job`` prints it without training.
+No YAML files are involved. Each run's resolved config is saved to ``<output_dir>/config.yaml``
+once the run is accepted (Hydra itself writes nothing into the run folder: no ``.hydra/``, logs go to
+stdout); ``--cfg job`` prints it without training. In a multirun sweep (``-m``) every job trains in
+its own folder, ``<output_dir>/multirun/<job number>``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from typing import Any
 import hydra
 from hydra import compose, initialize
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
+
+from core.training.output_folder import own_output_folder
 
 from core.training.run import train
 
@@ -63,14 +69,21 @@ def run_recipe(recipe: Recipe, argv: list[str] | None = None) -> None:
         args.append(f"hydra.job.name={recipe.name}")
     if not any(a.startswith("hydra.sweep.dir=") for a in args):
         args.append("hydra.sweep.dir=${output_dir}/multirun")
+    if not any(a.startswith("hydra.output_subdir=") for a in args):
+        args.append("hydra.output_subdir=null")  # config.yaml is written by the run, after it is accepted
+    if not any(a.startswith(("hydra/job_logging=", "override hydra/job_logging=")) for a in args):
+        args.append("hydra/job_logging=stdout")  # no log file in the run folder before the run is accepted
 
     @hydra.main(version_base="1.3", config_path=None, config_name=recipe.name)
     def _main(cfg: DictConfig) -> None:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            cfg.output_dir = HydraConfig.get().runtime.output_dir  # each sweep job in its own folder
         if recipe.check is not None:
             recipe.check(cfg)
-        result = (recipe.train_fn or train)(cfg)
-        if recipe.after_train is not None:
-            recipe.after_train(cfg, result)
+        with own_output_folder(cfg.output_dir):  # held through the report as well
+            result = (recipe.train_fn or train)(cfg)
+            if recipe.after_train is not None and getattr(result, "is_global_zero", True):
+                recipe.after_train(cfg, result)  # rank 0 only: the other DDP processes wrote nothing to report
 
     saved = sys.argv
     sys.argv = [saved[0], *args]

@@ -89,13 +89,13 @@ class TrainerConfig:
     strategy: str = "auto"  # "ddp", "fsdp", ...
     precision: str = "auto"  # auto: bf16-mixed on CUDA, 32-true on CPU
     log_every_n_steps: int = 50
-    checkpoint_every_n_steps: int = 50_000
+    checkpoint_every_n_steps: int = 50_000  # 0: no periodic checkpoints (the final step is still checkpointed)
     preview_every_n_steps: int = 50_000
     preview_count: int = 8
     preview_steps: Optional[int] = None  # decode steps for previews (default: model's)
     eval_every_n_steps: int = 0  # held-out metrics from the modality's evaluate hook; 0 disables
     eval_steps: list[int] = field(default_factory=lambda: [1])  # decode step counts to evaluate
-    resume: Optional[str] = None  # "last" or a checkpoint path
+    resume: Optional[str] = None  # "auto" (newest checkpoint or fresh), "last" (newest, must exist) or a .ckpt path
     progress_bar: bool = True
     deterministic: bool = False
 
@@ -108,6 +108,7 @@ class ExperimentConfig:
     seed: int = 0
     output_dir: str = "outputs/${name}"
     stage: str = ""  # recipe-defined training stage (e.g. SSDD "pretrain", "finetune"); read by the recipe's checks
+    overwrite: bool = False  # a fresh run may replace an earlier run's outputs in output_dir
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

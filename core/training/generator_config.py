@@ -33,6 +33,7 @@ class GeneratorExperimentConfig:
     name: str = "latent_dit"
     seed: int = 0
     output_dir: str = "outputs/${name}"
+    overwrite: bool = False  # a fresh run may replace an earlier run's outputs in output_dir
     tokenizer: Optional[str] = None  # save_pretrained folder of the frozen tokenizer (required)
     latents: Optional[str] = None  # cached latent shards folder; None: encode data.* on the fly
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)

@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from core.autoencoder import DiffusionAutoencoder
+from core.data.resumable import ResumableDataModule
 from core.generation.config import GeneratorConfig, build_generator
 from core.generation.objective import LatentGenerator
 from core.generation.pretrained import save_generator
@@ -38,17 +39,19 @@ def to_generator_config(cfg: GeneratorExperimentConfig | DictConfig | dict) -> G
     return to_structured_config(GeneratorExperimentConfig, cfg)
 
 
-class CachedLatentData(L.LightningDataModule):
-    """Cached latent shards as a datamodule (the loader is built once the rank is known)."""
+class CachedLatentData(ResumableDataModule):
+    """Cached latent shards as a datamodule (the loader is built once the rank and the checkpointed
+    data position are known)."""
 
     def __init__(self, path: str, batch_size: int, seed: int, num_workers: int) -> None:
         super().__init__()
         self.path, self.batch_size, self.seed, self.num_workers = path, batch_size, seed, num_workers
 
     def train_dataloader(self) -> Any:
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        rank, world = self.rank_and_world()
         return make_latent_dataloader(
-            self.path, self.batch_size, seed=self.seed, num_workers=self.num_workers, rank=rank, world_size=world
+            self.path, self.batch_size, seed=self.seed, num_workers=self.num_workers, rank=rank, world_size=world,
+            start_batch=self.start_batch,
         )
 
 

@@ -74,6 +74,11 @@ class TokenizerModule(EMATrainingModule):
         config = self.autoencoder.config
         checkpoint["difftok"] = {"autoencoder": asdict(config) if config is not None else None}
 
+    def check_resume(self, checkpoint: dict[str, Any], source: str = "the checkpoint") -> None:
+        """Refuse a checkpoint of another architecture (naming the fields), then of other weight shapes."""
+        self._check_same_model(checkpoint)
+        super().check_resume(checkpoint, source)
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._check_same_model(checkpoint)
         self.reconcile_ema(checkpoint.get("state_dict", {}))
