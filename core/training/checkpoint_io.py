@@ -4,27 +4,15 @@ and loads restricted to tensors and plain containers (``weights_only=True``)."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-__all__ = ["AtomicCheckpointIO", "load_checkpoint_file", "new_file_mode"]
+from core.fileio import atomic_output
 
-
-def new_file_mode() -> int:
-    """The mode a newly created file gets here: ``0o666`` less the process umask (0644 for umask 022)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # no umask getter elsewhere: set and restore
-    os.umask(mask)
-    return 0o666 & ~mask
+__all__ = ["AtomicCheckpointIO", "load_checkpoint_file"]
 
 
 def load_checkpoint_file(path: str | os.PathLike[str], map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
@@ -42,17 +30,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError("AtomicCheckpointIO does not take storage_options")
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, new_file_mode())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_output(target) as tmp, open(tmp, "wb") as handle:  # fsync + rename + umask mode in atomic_output
+            torch.save(checkpoint, handle)
 
     def load_checkpoint(self, path: str | os.PathLike[str], map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         if weights_only is False:
