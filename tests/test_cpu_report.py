@@ -54,13 +54,14 @@ def test_held_out_crops_tile_the_resized_photographs(tmp_path, photos):
         held_out_crops([tmp_path / "coffee.png"], size=32, resize=16)
 
 
-def test_demo_held_out_set_gives_at_least_64_quickstart_crops(tmp_path):
-    from recipes.image.quickstart import REPORT_CROPS, build_config
+@pytest.mark.parametrize("recipe", ["quickstart", "ssdd_cpu_evidence"])
+def test_the_cpu_recipes_score_at_least_64_held_out_crops(demo_dir, recipe):
+    import importlib
 
-    cfg = build_config()
-    root = export_demo_dataset(tmp_path)
-    resize = REPORT_CROPS.resize or cfg.data.options["eval_resize"]
-    assert len(held_out_crops(sorted((root / "val").glob("*.png")), size=REPORT_CROPS.size, resize=resize)) >= 64
+    module = importlib.import_module(f"recipes.image.{recipe}")
+    cfg = module.build_config()
+    resize = module.REPORT_CROPS.resize or cfg.data.options["eval_resize"]
+    assert len(held_out_crops(sorted((demo_dir / "val").glob("*.png")), size=module.REPORT_CROPS.size, resize=resize)) >= 64
 
 
 def test_high_frequency_energy_tells_blur_from_speckle(photo_batch):
