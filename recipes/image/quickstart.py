@@ -1,8 +1,8 @@
-"""Quickstart: train a small DiTo-style image tokenizer on the bundled photographs, on CPU, in about
-three minutes, then write a reconstruction grid, a loss plot and a metrics JSON (PSNR, SSIM,
-sharpness and rFID on held-out photographs).
+"""Quickstart: train a small DiTo-style image tokenizer on the bundled photographs, on CPU, then
+write a reconstruction grid, a loss plot and a metrics JSON (PSNR, SSIM, sharpness and rFID on
+held-out photographs).
 
-    python -m recipes.image.quickstart                       # defaults (about 3 min on 2 CPU cores)
+    python -m recipes.image.quickstart                       # defaults (400 steps; timings in docs/quickstart.md)
     python -m recipes.image.quickstart trainer.max_steps=50  # a smoke run
 
 DiTo-style means: f8c4 LDM-style conv encoder, LayerNorm latent, flow matching with
@@ -40,7 +40,7 @@ __all__ = ["QUICKSTART_DELTAS", "REPORT_CROPS", "LR_DECAY_FRACTION", "build_conf
 
 EVAL_STEPS = (1, 10, 50)
 RESIZE = 128  # shorter side of every photograph, training and evaluation alike
-STEPS = 400  # as many as fit the three-minute budget next to the report (measured, docs/quickstart.md)
+STEPS = 400  # aimed at ~3 minutes on 2 idle cores (0.39 s/step there on 2026-11-27); docs/quickstart.md has the measurements
 LR_DECAY_FRACTION = 0.5  # the rate falls linearly to zero over the last half of the run
 REPORT_CROPS = CropSet(size=32)  # every 32² tile of the held-out photographs at RESIZE: 64 crops
 
