@@ -28,6 +28,7 @@ def test_decode_throughput_smoke(tmp_path):
 def test_noise_sync_study_smoke(tmp_path, demo_dir, crops):
     """Both variants train a tokenizer and a DiT and get reconstruction and generation metrics."""
     from benchmarks.noise_sync_study import main
+    from modalities.image.demo import DEMO_TRAIN, DEMO_VAL
 
     out = tmp_path / "ns.json"
     argv = ["--data-root", str(demo_dir), "--size", "32", "--crops-per-image", str(crops), "--tokenizer-steps", "2",
@@ -36,8 +37,9 @@ def test_noise_sync_study_smoke(tmp_path, demo_dir, crops):
     report = main(argv)
     assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(report["rows"], default=str))
     assert [r["variant"] for r in report["rows"]] == ["plain", "noise_sync"]
-    # crops: class = photograph (8); whole images: the flat demo folder is one class
-    assert (report["num_classes"], report["train_crops"], report["val_crops"]) == ((8, 16, 4) if crops else (1, 8, 2))
+    # crops: class = photograph; whole images: the flat demo folder is one class
+    train, val = len(DEMO_TRAIN), len(DEMO_VAL)
+    assert (report["num_classes"], report["train_crops"], report["val_crops"]) == ((train, 2 * train, 2 * val) if crops else (1, train, val))
     for row in report["rows"]:
         assert row["psnr_mean_per_image"] > 0 and row["rfid"] >= 0 and row["gfid_cfg2"] >= 0
         assert row["dit_final_fm_loss"] is not None

@@ -17,6 +17,7 @@ from core.training.config import DataConfig
 from modalities.image.data import ImageDataModule, ImageTransform, list_images, open_image
 from core.eval.selection import CacheSource
 from modalities.image.latent_cache import list_cache_inputs
+from modalities.image.demo import DEMO_TRAIN
 from modalities.image.shards import ShardSettings, convert_folder_to_shards
 from recipes.image.cache_latents import main as cache_main
 from tests.conftest import tiny_config
@@ -105,9 +106,10 @@ def test_demo_layernorm_float16_and_file_labels(tokenizers, tmp_path, one_thread
     summary = _run(tokenizers["layernorm"], tmp_path, "labels=file", "dtype=float16", data="data.demo=true")
     cached = load_all_latents(tmp_path)
     index = cached.index
-    assert summary["count"] == 8 and index.num_classes == 8 and not index.has_std and not index.has_flip
+    photographs = len(DEMO_TRAIN)  # the demo cache reads the training photographs, each its own class
+    assert summary["count"] == photographs and index.num_classes == photographs and not index.has_std and not index.has_flip
     assert cached.std is None and cached.mean_flip is None and index.dtype == "float16"
-    assert sorted(index.label_names) == list(index.label_names) and len(set(cached.labels.tolist())) == 8
+    assert sorted(index.label_names) == list(index.label_names) and len(set(cached.labels.tolist())) == photographs
     expected = _reference_latents(tokenizers["layernorm"], CacheSource(demo=True), "file", flip=False)
     for i, key in enumerate(cached.keys):
         want = expected[int(key[:8])]

@@ -81,16 +81,22 @@ def _run(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_readme_quickstart_runs_and_writes_outputs(tmp_path):
     out = tmp_path / "qs"
+    # 64² evaluation scale: 16 held-out crops, too few for an rFID, which keeps this test fast
     proc = _run(["-m", "recipes.image.quickstart", f"output_dir={out}", "trainer.max_steps=20",
-                 "trainer.checkpoint_every_n_steps=10", "trainer.preview_every_n_steps=10", "trainer.progress_bar=false"])
+                 "trainer.checkpoint_every_n_steps=10", "trainer.preview_every_n_steps=10", "trainer.progress_bar=false",
+                 "trainer.eval_every_n_steps=10", "data.options.eval_resize=64", "data.options.eval_size=64"])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for name in ("reconstructions.png", "loss.png", "metrics.json", "export/model.safetensors", "export/config.json",
                  "checkpoints/last.ckpt", "previews/step_0000010.png"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["global_step"] == 20 and metrics["eval_images"] == ["chelsea", "coffee"]
+    assert metrics["global_step"] == 20 and metrics["eval_images"] == ["chelsea", "coffee", "grace_hopper"]
+    crops = metrics["crops"]
+    assert (crops["num_crops"], crops["crop_size"], crops["resize"]) == (16, 32, 64)
+    assert crops["rfid_note"] == "rFID skipped: 16 crops, fewer than 64"
     for steps in ("steps_1", "steps_10", "steps_50"):
         assert 0 < metrics["reconstruction"][steps]["psnr_mean_per_image"] < 60
+        assert 0 < crops[steps]["psnr_mean_per_image"] < 60 and crops[steps]["hf_ratio"] > 0 and "rfid" not in crops[steps]
     assert str(out / "metrics.json") in proc.stdout
     header = next(out.glob("logs/csv/version_*/metrics.csv")).read_text().splitlines()[0]
     assert "eval/psnr_steps1" in header and "train/fm" in header
@@ -126,3 +132,26 @@ def test_overrides_name_the_missing_field():
     assert base.optim.lr == 1e-4 and base.data.options == {}  # the base is not changed
     with pytest.raises(KeyError, match="OptimConfig has no field 'learning_rate'.*lr"):
         with_overrides(base, {"optim.learning_rate": 1e-3})
+
+
+def test_quickstart_trains_with_the_learning_rate_decay(monkeypatch):
+    import recipes.image.quickstart as quickstart
+    from recipes.lr_decay import LinearDecayToZero
+
+    seen = {}
+    monkeypatch.setattr(quickstart, "train", lambda cfg, callbacks=None: seen.setdefault("callbacks", callbacks))
+    quickstart.RECIPE.train_fn(compose_recipe(quickstart.RECIPE))
+    (decay,) = seen["callbacks"]
+    assert isinstance(decay, LinearDecayToZero) and decay.decay_fraction == quickstart.LR_DECAY_FRACTION
+
+
+def test_ssdd_evidence_student_composes_with_the_teachers_8_step_decode(tmp_path):
+    from recipes.image.ssdd_cpu_evidence import EVAL_STEPS, RECIPE as SSDD_EVIDENCE
+
+    overrides = ["name=ssdd_cpu_evidence_distill", "distill.enabled=true", f"distill.teacher={tmp_path}/export",
+                 "model.sampling.num_steps=1", "trainer.max_steps=100", "optim.lr=3e-4"]  # the docstring's command
+    cfg = to_experiment_config(compose_recipe(SSDD_EVIDENCE, overrides))
+    assert cfg.output_dir == "outputs/ssdd_cpu_evidence_distill" and cfg.distill.enabled
+    teacher = to_experiment_config(compose_recipe(SSDD_EVIDENCE))
+    assert (cfg.distill.sampling.teacher_steps, cfg.distill.sampling.grid) == (max(EVAL_STEPS), teacher.model.sampling.grid)
+    assert teacher.model.sampling.num_steps == max(EVAL_STEPS) and cfg.model.sampling.num_steps == 1

@@ -1,6 +1,21 @@
-"""The bundled demo dataset: real photographs shipped inside scikit-image (no download).
+"""The bundled demo dataset: real photographs shipped inside installed packages (no download).
 
-Exported as PNGs into ``<dir>/train`` and ``<dir>/val`` (``chelsea`` and ``coffee`` are held out).
+Sources (all installed with difftok's own dependencies):
+
+- scikit-image (``skimage.data``, files inside the wheel): colour photographs ``astronaut``,
+  ``chelsea``, ``coffee``, ``hubble_deep_field``, ``immunohistochemistry``, ``retina``, ``rocket``,
+  the stereo ``motorcycle`` pair; grayscale photographs ``camera``, ``brick``, ``grass``,
+  ``gravel``, ``coins``, ``moon`` (turned into RGB). ``skimage.data.cat`` is the same photograph as
+  ``chelsea`` and is left out so the held-out cat never appears in training; ``eagle``, ``lily`` and
+  friends need a download and are left out; ``text``/``page``/``logo``/``colorwheel`` are not photographs.
+- matplotlib's sample data: ``grace_hopper`` (a portrait; ``mpl-data/sample_data/grace_hopper.jpg``).
+
+scikit-learn's ``china``/``flower`` and PyWavelets' images would add more, but neither package is a
+difftok dependency, and a demo set that changed with what happens to be installed would not be
+reproducible.
+
+Exported as PNGs into ``<dir>/train`` and ``<dir>/val``; ``chelsea``, ``coffee`` and
+``grace_hopper`` are held out (:data:`DEMO_VAL`).
 """
 
 from __future__ import annotations
@@ -15,21 +30,34 @@ from core.fileio import atomic_output
 
 __all__ = ["DEMO_TRAIN", "DEMO_VAL", "demo_photographs", "export_demo_dataset", "default_demo_dir"]
 
-DEMO_TRAIN = ("astronaut", "camera", "hubble_deep_field", "immunohistochemistry", "retina", "rocket", "motorcycle_left", "motorcycle_right")
-DEMO_VAL = ("chelsea", "coffee")
+DEMO_TRAIN = (
+    "astronaut", "camera", "hubble_deep_field", "immunohistochemistry", "retina", "rocket", "motorcycle_left", "motorcycle_right",
+    "brick", "grass", "gravel", "coins", "moon",
+)
+DEMO_VAL = ("chelsea", "coffee", "grace_hopper")
+DEMO_VERSION = 2  # bump when the photographs or the split change: exports go to a fresh folder
+
+
+def _photograph(name: str) -> np.ndarray:
+    """One demo photograph as loaded from its package (uint8, HxW or HxWxC)."""
+    if name == "grace_hopper":
+        import matplotlib.cbook
+
+        with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as handle:
+            return np.asarray(handle.convert("RGB"))
+    from skimage import data
+
+    if name.startswith("motorcycle_"):
+        left, right, _ = data.stereo_motorcycle()
+        return left if name.endswith("left") else right
+    return getattr(data, name)()
 
 
 def demo_photographs() -> dict[str, np.ndarray]:
-    """Name -> HxWx3 uint8 RGB array for every demo photograph."""
-    from skimage import data
-
+    """Name -> HxWx3 uint8 RGB array for every demo photograph (:data:`DEMO_TRAIN` then :data:`DEMO_VAL`)."""
     images: dict[str, np.ndarray] = {}
     for name in DEMO_TRAIN + DEMO_VAL:
-        if name.startswith("motorcycle_"):
-            left, right, _ = data.stereo_motorcycle()
-            array = left if name.endswith("left") else right
-        else:
-            array = getattr(data, name)()
+        array = _photograph(name)
         if array.ndim == 2:  # grayscale photograph -> RGB
             array = np.repeat(array[..., None], 3, axis=2)
         images[name] = np.ascontiguousarray(array[..., :3])
@@ -37,9 +65,12 @@ def demo_photographs() -> dict[str, np.ndarray]:
 
 
 def default_demo_dir() -> Path:
-    """``$DIFFTOK_CACHE/demo_images`` (default ``~/.cache/difftok/demo_images``)."""
+    """``$DIFFTOK_CACHE/demo_images_v<DEMO_VERSION>`` (default ``~/.cache/difftok/demo_images_v2``).
+
+    Versioned, because an export only adds missing files: an older export in the same folder would
+    keep photographs in a split they have left."""
     base = Path(os.environ.get("DIFFTOK_CACHE", Path.home() / ".cache" / "difftok"))
-    return base / "demo_images"
+    return base / f"demo_images_v{DEMO_VERSION}"
 
 
 def export_demo_dataset(directory: str | os.PathLike[str] | None = None) -> Path:

@@ -3,14 +3,9 @@
 A flow decoder's one-step output is a conditional mean and is blurred; a well-trained multi-step
 decode restores texture; an under-trained one adds speckle noise. PSNR cannot tell these apart (all
 three can score similar PSNR), so the report also measures the energy of the discrete Laplacian,
-the classic focus measure, on the 8-bit images:
-
-- ``hf_ratio`` = Laplacian energy of the reconstructions / that of the references. Below 1:
-  blurrier than the original; 1: as much fine detail; above 1: more high-frequency content than
-  the original has (speckle or ringing).
-- ``hf_error_ratio`` = Laplacian energy of the error (reconstruction - reference) / that of the
-  references: the high-frequency part of the error. Speckle raises it; a blur keeps it at or below
-  the references' own energy (it removes detail, adding none).
+the classic focus measure, on the 8-bit images: ``hf_ratio`` = Laplacian energy of the
+reconstructions / that of the references. Below 1: blurrier than the original; 1: as much fine
+detail; above 1: more high-frequency content than the original has (speckle or ringing).
 """
 
 from __future__ import annotations
@@ -44,12 +39,11 @@ def laplacian_energy(images: Tensor) -> Tensor:
 
 @dataclass
 class HighFrequencyEnergy:
-    """Accumulates :func:`laplacian_energy` of references, reconstructions and errors on the 0..255 scale
+    """Accumulates :func:`laplacian_energy` of references and reconstructions on the 0..255 scale
     (a :class:`~core.eval.protocol.ReconstructionMetric`)."""
 
     reference_sum: float = 0.0
     reconstruction_sum: float = 0.0
-    error_sum: float = 0.0
     images: int = 0
 
     def update(self, reference: Tensor, reconstruction: Tensor) -> None:
@@ -57,12 +51,11 @@ class HighFrequencyEnergy:
         ref, rec = to_uint8(reference).double(), to_uint8(reconstruction).double()
         self.reference_sum += laplacian_energy(ref).sum().item()
         self.reconstruction_sum += laplacian_energy(rec).sum().item()
-        self.error_sum += laplacian_energy(rec - ref).sum().item()
         self.images += ref.shape[0]
 
     def compute(self) -> dict[str, float]:
-        """``hf_ratio`` and ``hf_error_ratio`` (see the module docstring)."""
+        """``hf_ratio`` (see the module docstring)."""
         if self.images == 0:
             raise ValueError("no images were evaluated")
         reference = max(self.reference_sum, 1e-12)  # a flat reference has no detail to compare against
-        return {"hf_ratio": self.reconstruction_sum / reference, "hf_error_ratio": self.error_sum / reference}
+        return {"hf_ratio": self.reconstruction_sum / reference}
