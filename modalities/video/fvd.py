@@ -12,6 +12,7 @@ files, clip lengths or resolutions.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,9 @@ class I3DFeatures:
         if not path.is_file():
             raise FileNotFoundError(f"i3d={path} does not exist; {I3D_NOTE.split(': ', 1)[1]}")
         try:
-            self.detector = torch.jit.load(str(path), map_location=device).eval()
+            with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format the I3D ports ship
+                warnings.simplefilter("ignore", FutureWarning)
+                self.detector = torch.jit.load(str(path), map_location=device).eval()
         except RuntimeError as err:
             raise ValueError(f"i3d={path} is not a TorchScript file ({err}); export the I3D with torch.jit.save") from err
         self.device, self.num_features = torch.device(device), num_features

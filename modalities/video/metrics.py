@@ -84,9 +84,9 @@ class TemporalConsistency:
     def update(self, reference: Tensor, reconstruction: Tensor) -> None:
         if reference.shape[2] < 2:
             return
-        ref, rec = to_uint8(reference).double() / 255, to_uint8(reconstruction).double() / 255
+        ref, rec = to_uint8(reference).long(), to_uint8(reconstruction).long()  # exact integer differences
         error = (rec.diff(dim=2) - ref.diff(dim=2)).abs()
-        self.total += float(error.sum())
+        self.total += float(error.sum()) / 255
         self.count += error.numel()
 
     def compute(self) -> dict[str, float]:
