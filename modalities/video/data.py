@@ -87,7 +87,8 @@ class VideoDataOptions(SampleDataOptions):
     Attributes:
         num_frames: frames per clip; must be ``1 + temporal_factor·k`` (a causal tokenizer's frame rule).
         frame_stride: distance between sampled frames (17 frames at stride 4 ≈ 2.6 s at 25 fps).
-        temporal_factor: the tokenizer's temporal compression the frame rule is checked against.
+        temporal_factor: the tokenizer's temporal compression the frame rule is checked against (1: no
+            rule here, e.g. a non-causal tokenizer, whose own shape rule then checks ``T`` at encode).
         image_ratio: fraction of training batches served as 1-frame clips (mixed image/video training).
         resize: shorter side before the crop (0: ``data.size``).
         eval_resize: evaluation shorter side (0: ``resize``).
