@@ -19,6 +19,7 @@ from core.autoencoder import InputError  # noqa: E402
 from core.builder import build_autoencoder  # noqa: E402
 from core.pretrained import save_pretrained  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
+from tests.test_video_metrics import i3d_file  # noqa: E402,F401  (the I3D TorchScript stand-in fixture)
 
 CLIP = ["resolution=16", "num_frames=8", "frame_stride=2"]
 
@@ -33,16 +34,6 @@ def video_tokenizer(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _demo_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DIFFTOK_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
-@pytest.fixture(scope="module")
-def i3d_file(tmp_path_factory) -> Path:
-    from tests.test_video_metrics import StandInI3D
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("i3d") / "i3d_standin.pt"
-    torch.jit.save(torch.jit.script(StandInI3D()), str(path))
-    return path
 
 
 def _common(tokenizer: Path, out: Path) -> list[str]:

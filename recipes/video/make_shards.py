@@ -11,42 +11,20 @@ arguments; ``overwrite=true`` starts over. Train with ``data.shards=DIR``. See d
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Optional
 
-from recipes.keyvalue import parse_key_values
+from recipes.shards_command import MakeShardsArgs, run_make_shards
 
 
 @dataclass
-class MakeVideoShardsArgs:
-    root: Optional[str] = None
-    out: Optional[str] = None
-    shard_size: int = 200  # videos per shard
-    max_size_mb: Optional[float] = None  # also cap the shard size in MB
-    seed: int = 0
-    shuffle: bool = True
-    verify: str = "decode"  # decode | header | none
-    workers: int = -1  # reader processes; -1: min(8, CPUs), 0: none
-    overwrite: bool = False
-    progress: bool = True
+class MakeVideoShardsArgs(MakeShardsArgs):
+    shard_size: int = 200  # videos per shard (videos are larger than images)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from core.data.folder_shards import ShardSettings
     from modalities.video.shards import convert_video_folder
 
-    args = parse_key_values(MakeVideoShardsArgs, argv, prog="make_shards", doc=__doc__ or "")
-    if not args.root or not args.out:
-        raise SystemExit("make_shards: root=FOLDER and out=DIR are required (see --help)")
-    workers = min(8, os.cpu_count() or 1) if args.workers < 0 else args.workers
-    settings = ShardSettings(shard_size=args.shard_size, max_size_mb=args.max_size_mb, seed=args.seed, shuffle=args.shuffle,
-                             verify=args.verify, workers=workers)
-    result = convert_video_folder(args.root, args.out, settings, progress=args.progress, overwrite=args.overwrite)
-    reused = f", {result.resumed_shards} shard(s) reused from an earlier run" if result.resumed_shards else ""
-    print(f"{result.num_samples} videos in {len(result.shards)} shard(s) under {result.out_dir} ({len(result.classes)} classes, "
-          f"{result.num_skipped} unreadable skipped{reused}) in {result.elapsed_s:.1f}s")
-    print(f"train with: data.shards={result.out_dir}")
+    result = run_make_shards(convert_video_folder, "videos", argv, __doc__ or "", MakeVideoShardsArgs)
     return {"num_samples": result.num_samples, "shards": len(result.shards), "skipped": result.num_skipped,
             "resumed_shards": result.resumed_shards}
 
