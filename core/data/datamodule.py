@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from core.data.folder_shards import read_shard_index
 from core.data.options import SampleDataOptions, parse_options
-from core.data.skips import UNREADABLE_ERRORS, SkipLog
+from core.data.skips import UNREADABLE_ERRORS, SkipLog, skip_reason
 from core.data.sources import SampleRef, assign_labels, expand_shards, folder_class_names, list_files, list_shard_members
 from core.data.stream import make_shard_stream, plan_epoch
 from core.data.subset import holdout_split, stratified_subset
@@ -136,7 +137,7 @@ class SampleDataset(Dataset):
             try:
                 return {"x": self.transform(self._load(ref), rng), "key": ref.stem, "cls": self.labels[position]}
             except UNREADABLE_ERRORS as err:
-                self.skips.record(ref, f"{type(err).__name__}: {err}")
+                self.skips.record(ref, f"{type(err).__name__}: {err}", skip_reason(err))
         raise RuntimeError(f"every file is unreadable ({len(self.skips)} skipped); first: {next(iter(self.skipped.items()))}")
 
 
@@ -180,6 +181,7 @@ class SampleDataModule(L.LightningDataModule):
         self.labels: dict[str, int] = {}  # str(ref) -> class index
         self.class_names: list[str] | None = None
         self.skipped: dict[str, str] = {}
+        self.skip_counts: Counter[str] = Counter()  # setup-scan skips per core.data.skips.SKIP_REASONS entry
         self.shard_urls: list[str] = expand_shards(cfg.shards) if cfg.shards else []
         self.train_files, self.val_files = self._split_shards() if self.shard_urls else self._split_files()
 
@@ -253,6 +255,7 @@ class SampleDataModule(L.LightningDataModule):
                 good.append(ref)
             except Exception as err:  # decoders raise many types for corrupt data
                 bad[str(ref)] = f"{type(err).__name__}: {err}"
+                self.skip_counts[skip_reason(err)] += 1
         if bad:
             self.skipped.update(bad)
             shown = "; ".join(f"{k} ({v})" for k, v in list(bad.items())[:5])

@@ -49,6 +49,8 @@ class FolderShardFormat:
             ``decode`` (full decode) or ``header`` (cheap check). Must be a top-level function
             (reader processes pickle it).
         logger: where skipped files are reported.
+        metadata: optional ``bytes -> dict`` stored as the sample's ``<key>.json`` member (audio: rate,
+            channels, frames), so readers learn a sample's properties without decoding it.
     """
 
     noun: str
@@ -56,6 +58,7 @@ class FolderShardFormat:
     extensions: tuple[str, ...]
     check: Callable[[bytes, str], None]
     logger: logging.Logger = log
+    metadata: Callable[[bytes], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,10 @@ def convert_folder_to_shards(
                 skips.record(files[file_index], error or "unreadable")
             else:
                 extension = files[file_index].suffix.lower().lstrip(".")
-                shard.add(sample_key(pos, relative[file_index].rsplit(".", 1)[0]), [(extension, data), ("cls", str(labels[file_index]).encode())])
+                members = [(extension, data), ("cls", str(labels[file_index]).encode())]
+                if sample_format.metadata is not None:
+                    members.append(("json", json.dumps(sample_format.metadata(data)).encode()))
+                shard.add(sample_key(pos, relative[file_index].rsplit(".", 1)[0]), members)
                 shard_bytes += len(data)
             bar.update(1)
             if offset % 100 == 0:

@@ -7,12 +7,22 @@ recorded with its reason, the first few and then every 1000th are logged, and th
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 
-__all__ = ["UNREADABLE_ERRORS", "SkipLog"]
+__all__ = ["UNREADABLE_ERRORS", "SKIP_REASONS", "skip_reason", "SkipLog"]
 
 # what decoders raise on corrupt data (PIL raises SyntaxError for some broken headers; missing members: KeyError)
 UNREADABLE_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, SyntaxError, KeyError)
+# why a sample is skipped, counted separately: a corrupt file is a data bug, a too-short one (e.g. an audio
+# clip shorter than the training crop) a filtering choice; an error names its reason by a ``skip_reason`` attribute
+SKIP_REASONS = ("unreadable", "too_short")
+
+
+def skip_reason(err: BaseException) -> str:
+    """The :data:`SKIP_REASONS` entry of a skip-causing error (``unreadable`` unless it says otherwise)."""
+    reason = getattr(err, "skip_reason", "unreadable")
+    return reason if reason in SKIP_REASONS else "unreadable"
 
 
 class SkipLog:
@@ -29,13 +39,16 @@ class SkipLog:
         self.logger, self.what, self.first, self.every = logger, what, first, every
         self.reasons: dict[str, str] = {}
         self.count = 0
+        self.counts: Counter[str] = Counter()  # skips per SKIP_REASONS entry
 
-    def record(self, ref: object, reason: str) -> None:
-        """Count one skip of ``ref`` (logged when among the first or a multiple of ``every``)."""
+    def record(self, ref: object, reason: str, kind: str = "unreadable") -> None:
+        """Count one skip of ``ref`` under ``kind`` (a :data:`SKIP_REASONS` entry; logged when among the
+        first or a multiple of ``every``)."""
         self.count += 1
+        self.counts[kind] += 1
         self.reasons.setdefault(str(ref), reason)
         if self.count <= self.first or self.count % self.every == 0:
-            self.logger.warning("skipping unreadable %s %s (%s); %d skipped so far", self.what, ref, reason, self.count)
+            self.logger.warning("skipping %s %s %s (%s); %d skipped so far", kind.replace("_", " "), self.what, ref, reason, self.count)
 
     def examples(self, limit: int = 100) -> dict[str, str]:
         """The first ``limit`` skipped references with their reasons."""

@@ -20,7 +20,7 @@ from typing import Any
 import webdataset as wds
 from torch.utils.data import get_worker_info
 
-from core.data.skips import UNREADABLE_ERRORS, SkipLog
+from core.data.skips import UNREADABLE_ERRORS, SkipLog, skip_reason
 
 __all__ = ["worker_id", "WorkerSeed", "shuffled", "EpochPlan", "plan_epoch", "EpochDecoder", "DecodeStage", "make_shard_stream"]
 
@@ -111,7 +111,7 @@ class DecodeStage:
                 yield decode(sample)
             except UNREADABLE_ERRORS as err:
                 where = f"{sample.get('__key__', '?')} from {sample.get('__url__', '?')}"
-                self.skips.record(where, f"{type(err).__name__}: {err}")
+                self.skips.record(where, f"{type(err).__name__}: {err}", skip_reason(err))
 
 
 def make_shard_stream(urls: Sequence[str], decoder: EpochDecoder, plan: EpochPlan, *, seed: int = 0, shuffle_buffer: int = 1000,
