@@ -146,6 +146,9 @@ def audio_metric_suite(settings: Any | None, device: torch.device, extra: Sequen
     metrics: list[Callable[[], ReconstructionMetric]] = [SiSdr, WaveformL1, *extra]
     notes: list[str] = []
     definitions = {k: METRIC_DEFINITIONS[k] for k in ("si_sdr", "waveform_l1")}
+    if settings is not None and getattr(settings, "fid", False):
+        notes.append("FAD not computed: the audio modality has no offline Fréchet embedding (VGGish / CLAP / PANNs "
+                     "need a weights download); drop fid=true")
     if settings is not None and getattr(settings, "speech", True):
         rate = int(getattr(settings, "sample_rate", PESQ_RATE))
         for module, name, factory in (("pesq", "pesq_wb", Pesq), ("pystoi", "stoi", Stoi)):
