@@ -4,7 +4,7 @@ A preview ``path`` (``.png``) gets the spectrogram strip, and every clip a WAV n
 ``<stem>_<row>_<column>.wav`` (column 0: the original, then each reconstruction). Spectrograms are
 ``torchaudio.transforms.MelSpectrogram`` (1024-point FFT, hop 256, 80 mels) in dB, 80 dB range, low
 frequencies at the bottom; white lines separate the tiles. The 16-bit PCM quantisation used before
-every metric is defined here too, because it is what a saved WAV gives back.
+every metric is defined here too: it is the precision of the WAVs written here.
 """
 
 from __future__ import annotations
@@ -22,13 +22,19 @@ from modalities.audio.io import write_wav
 __all__ = ["PREVIEW_SAMPLE_RATE", "PCM16", "mel_image", "write_audio_grid", "write_audio_preview", "write_audio_samples"]
 
 PREVIEW_SAMPLE_RATE = 16000  # the hooks carry no rate: the WAV headers and mel scale assume the speech models' rate
-_FULL_SCALE = 32767.0
+_FULL_SCALE = 32768.0  # libsndfile's int16 <-> float scale (reads back q / 32768; it writes with floor, within 1 LSB)
 
-PCM16 = Quantization(
-    store=lambda x: (x.detach().float().clamp(-1, 1) * _FULL_SCALE).round().to(torch.int16),
-    load=lambda q: q.float() / _FULL_SCALE,
-    description="16-bit PCM (round(x * 32767)) before all metrics, as a saved WAV",
-)
+
+def _to_pcm16(x: Tensor) -> Tensor:
+    return (x.detach().float() * _FULL_SCALE).round().clamp(-32768, 32767).to(torch.int16)
+
+
+def _from_pcm16(q: Tensor) -> Tensor:
+    return q.float() / _FULL_SCALE
+
+
+PCM16 = Quantization(store=_to_pcm16, load=_from_pcm16,
+                     description="16-bit PCM (round(x * 32768), clipped to int16) before all metrics: a 16-bit WAV's precision")
 
 
 def mel_image(samples: Tensor, sample_rate: int = PREVIEW_SAMPLE_RATE, n_mels: int = 80, top_db: float = 80.0) -> np.ndarray:
