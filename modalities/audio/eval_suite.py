@@ -22,7 +22,7 @@ from core.latent.cache_command import CacheLatentsSettings
 from core.latent.stats_command import LatentStatsSettings
 from modalities.audio.data import AUDIO_DATA, AudioClipLoader, AudioTransform, ClipFormat
 
-__all__ = ["ClipSettings", "AudioEvalSettings", "AudioLatentStatsSettings", "AudioCacheLatentsSettings", "clip_loader",
+__all__ = ["ClipSettings", "ClipSelection", "AudioEvalSettings", "AudioLatentStatsSettings", "AudioCacheLatentsSettings", "clip_loader",
            "select_audio_samples", "audio_cache_inputs"]
 
 
@@ -50,29 +50,31 @@ def clip_loader(clip: ClipFormat) -> AudioClipLoader:
 
 
 @dataclass
-class AudioEvalSettings(ClipSettings, EvalSettings):
-    """Settings of one audio evaluation run (``python -m recipes.audio.evaluate``)."""
+class ClipSelection(ClipSettings):
+    """:class:`ClipSettings` plus where the clips come from and how many (a seeded class-stratified subset)."""
 
-    modality: str = "audio"
     data: SourceData = field(default_factory=SourceData)
     num_clips: int = 200  # <= 0: every clip
-    fid: bool = False  # no offline audio FAD
-    speech: bool = True  # PESQ / STOI (speech measures; turn off for music)
 
     def sample_request(self) -> SampleRequest:
-        return SampleRequest(self.data, self.num_clips, self.seed, self.clip_format())
+        return SampleRequest(self.data, self.num_clips, self.seed, self.clip_format())  # type: ignore[attr-defined]
 
 
 @dataclass
-class AudioLatentStatsSettings(ClipSettings, LatentStatsSettings):
+class AudioEvalSettings(ClipSelection, EvalSettings):
+    """Settings of one audio evaluation run (``python -m recipes.audio.evaluate``)."""
+
+    modality: str = "audio"
+    fid: bool = False  # no offline audio FAD
+    speech: bool = True  # PESQ / STOI (speech measures; turn off for music)
+
+
+@dataclass
+class AudioLatentStatsSettings(ClipSelection, LatentStatsSettings):
     """Settings of ``python -m recipes.latent_stats modality=audio``."""
 
     modality: str = "audio"
-    data: SourceData = field(default_factory=SourceData)
-    num_clips: int = 1000  # <= 0: every clip
-
-    def sample_request(self) -> SampleRequest:
-        return SampleRequest(self.data, self.num_clips, self.seed, self.clip_format())
+    num_clips: int = 1000
 
 
 @dataclass
