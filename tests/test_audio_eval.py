@@ -105,3 +105,22 @@ def test_in_training_hooks_score_held_out_clips(tmp_path):
         metric.update(clip, modality.quantization(clip))
     values = {k: v for metric in accumulators for k, v in metric.compute().items()}
     assert values["si_sdr"] > 50 and values["waveform_l1"] < 1e-4  # 16-bit rounding only
+
+
+def test_lightning_trains_on_bundled_speech_with_previews_and_held_out_metrics(tmp_path):
+    from core.training.config import ExperimentConfig, OptimConfig, TrainerConfig
+    from core.training.run import train
+
+    cfg = ExperimentConfig(
+        name="audio", output_dir=str(tmp_path / "run"), model=tiny_config(spatial_dims=1, in_channels=1, modality="audio"),
+        data=DataConfig(root=str(tmp_path / "demo"), demo=True, batch_size=2, num_workers=0, options={"crop_seconds": 0.256, "hop": HOP}),
+        optim=OptimConfig(lr=1e-3),
+        trainer=TrainerConfig(max_steps=2, accelerator="cpu", devices=1, log_every_n_steps=1, checkpoint_every_n_steps=10,
+                              preview_every_n_steps=2, eval_every_n_steps=2, progress_bar=False),
+    )
+    result = train(cfg)
+    assert result.global_step == 2 and (result.export_dir / "model.safetensors").is_file()
+    previews = sorted(Path(cfg.output_dir).rglob("*.png"))
+    assert previews and list(previews[0].parent.glob(f"{previews[0].stem}_0_1.wav"))
+    logged = (Path(cfg.output_dir) / "logs" / "csv" / "version_0" / "metrics.csv").read_text()
+    assert "eval/si_sdr_steps1" in logged.splitlines()[0]
