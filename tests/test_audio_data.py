@@ -120,6 +120,9 @@ def test_crops_are_random_in_training_centred_in_eval_and_rounded_to_the_hop(spe
     start = (64000 - 7936) // 2
     expected = normalise_level(speech.samples[:, start : start + 7936], options.level_db)
     assert torch.allclose(evaluated(speech, None), expected)
+    from core.data.options import parse_options
+
+    assert parse_options(AudioDataOptions, {"crop_seconds": "0.5", "hop": "256"}).crop_length(0.5) == 7936  # command-line strings
     with pytest.raises(ValueError, match="shorter than one hop"):
         AudioDataOptions(crop_seconds=0.01, hop=256)
     with pytest.raises(ValueError, match="unknown data.options key"):
