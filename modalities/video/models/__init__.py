@@ -8,7 +8,8 @@ from modalities.video.models.decoder import VideoUNetDecoder
 from modalities.video.models.encoder import CausalVideoEncoder
 from modalities.video.models.inflation import inflate_state
 from modalities.video.models.lpips_frames import FrameLPIPSLoss
+from modalities.video.models.config import video_dito_config
 from modalities.video.models.sizes import DECODER_SIZES, ENCODER_SIZES, video_decoder, video_encoder
 
 __all__ = ["CausalVideoEncoder", "VideoUNetDecoder", "inflate_state", "FrameLPIPSLoss", "ENCODER_SIZES", "DECODER_SIZES",
-           "video_encoder", "video_decoder"]
+           "video_encoder", "video_decoder", "video_dito_config"]

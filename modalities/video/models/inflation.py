@@ -40,6 +40,11 @@ def temporal_identity(conv: nn.Conv3d, causal: bool) -> Tensor:
     return weight
 
 
+def _reshaped(source: Tensor, target: Tensor) -> Tensor:
+    """``source`` in ``target``'s layout; unchanged when the sizes differ (the caller reports the mismatch)."""
+    return source.reshape(target.shape) if source.numel() == target.numel() else source
+
+
 @torch.no_grad()
 def inflate_state(state: dict[str, Tensor], module: nn.Module) -> dict[str, Tensor]:
     """``module``'s tensors built from an image network's ``state`` (names relative to ``module``).
@@ -55,7 +60,7 @@ def inflate_state(state: dict[str, Tensor], module: nn.Module) -> dict[str, Tens
     for name, conv in factorized.items():
         for kind in ("weight", "bias"):
             if f"{name}.{kind}" in state:
-                out[f"{name}.spatial.{kind}"] = state[f"{name}.{kind}"].reshape(own[f"{name}.spatial.{kind}"].shape)
+                out[f"{name}.spatial.{kind}"] = _reshaped(state[f"{name}.{kind}"], own[f"{name}.spatial.{kind}"])
         out[f"{name}.temporal.weight"] = temporal_identity(conv.temporal, conv.causal)
         out[f"{name}.temporal.bias"] = torch.zeros_like(conv.temporal.bias)
     consumed = {f"{name}.{kind}" for name in factorized for kind in ("weight", "bias")}
@@ -64,9 +69,7 @@ def inflate_state(state: dict[str, Tensor], module: nn.Module) -> dict[str, Tens
             continue
         if key.startswith(FRESH_PREFIXES):
             out[key] = target.clone()
-        elif key in state and state[key].numel() == target.numel():
-            out[key] = state[key].reshape(target.shape)  # 1×1 convs (2-D -> 3-D / 1-D layouts), norms, linears
         elif key in state:
-            out[key] = state[key]  # wrong size: left for the caller's shape-mismatch report
+            out[key] = _reshaped(state[key], target)  # 1×1 convs (2-D -> 3-D / 1-D layouts), norms, linears
     out.update({k: v for k, v in state.items() if k not in own and k not in consumed})  # unexpected: reported too
     return out
