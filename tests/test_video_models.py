@@ -13,6 +13,7 @@ from core.pretrained import save_pretrained
 from core.registry import DECODERS, ENCODERS, LOSS_TERMS
 from core.training.init_weights import load_weights_into
 from modalities.image.dito import dito_config
+from modalities.image.lpips import LPIPSLoss
 from modalities.video.models import CausalVideoEncoder, video_dito_config
 
 
@@ -141,8 +142,7 @@ def test_inflation_refuses_an_export_of_another_architecture(tmp_path):
 
 def test_lpips_frames_is_the_image_lpips_of_every_frame():
     term = LOSS_TERMS.create("lpips_frames", allow_random_weights=True).eval()
-    image = LOSS_TERMS.create("lpips", allow_random_weights=True).eval()
-    image.load_state_dict(term.state_dict())
+    image = LPIPSLoss(term.lpips)  # the image plugin's term on the same (random, frozen) network
     x, y = torch.rand(2, 3, 3, 32, 32), torch.rand(2, 3, 3, 32, 32)
     inputs = LossInputs(x=y, reference=y, x_t=x, t=torch.zeros(2), prediction=x, x0_hat=x, z=x)
     frames = [image(LossInputs(x=y[:, :, i], reference=y[:, :, i], x_t=x[:, :, i], t=torch.zeros(2), prediction=x[:, :, i],
