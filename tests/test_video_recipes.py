@@ -19,7 +19,7 @@ from recipes.video import dito_b, dito_s, distill, quickstart
 from recipes.video.common import VideoDataMissingError, check_video_data, video_data_options
 
 # (recipe, encoder params, decoder params, clip size) of this implementation (spec §3.6: 0.39M/0.98M tiny,
-# 1.93M/8.82M s, 45.1M/197.1M b; decoders equal, encoders 0.4-1.5% smaller, see docs/video.md)
+# 1.93M/8.82M s, 45.1M/197.1M b; decoders equal, encoders 1-5% smaller, see docs/video.md)
 RECIPES = [
     (quickstart, 371_360, 977_697, (9, 32)),
     (dito_s, 1_900_944, 8_822_465, (17, 64)),
