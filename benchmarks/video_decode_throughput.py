@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 import modalities.video  # noqa: F401  (registers the video networks)
-from benchmarks.decode_throughput import _timed
+from benchmarks.interleave import interleaved_times
 from benchmarks.results_io import write_result
 from core.builder import build_autoencoder
 from core.flops import count_flops
@@ -137,16 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     keep = tuple(p.strip() for p in args.only.split(",") if p.strip())
     entries = build_entries(device, frames, resolution, batch, steps=args.steps, autocast=gpu, only=keep)
 
-    times: dict[str, list[float]] = {e.name: [] for e in entries}
-    for entry in entries:
-        for _ in range(args.warmup if entry.steps <= 10 else min(args.warmup, 1)):
-            entry.run()
-    for rep in range(args.repeats):
-        for entry in entries:
-            if entry.steps > 10 and rep >= args.long_repeats:
-                continue
-            times[entry.name].append(_timed(entry.run, device))
-            print(f"  rep {rep + 1}/{args.repeats} {entry.name}: {times[entry.name][-1]:.3f} s", flush=True)
+    times = interleaved_times(entries, device, repeats=args.repeats, long_repeats=args.long_repeats, warmup=args.warmup)
 
     reference = statistics.median(times[f"{REFERENCE} decoder"])
     rows = []
