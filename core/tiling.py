@@ -25,6 +25,7 @@ attention) give a close but not equal one, see ``tests/test_tiling.py`` for meas
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from core.latent.distribution import EncoderOutput
 from core.samplers.solvers import VelocityFn
 
 __all__ = ["TileSpec", "AxisTiles", "plan_axis", "blend_window", "resolve_tiles", "LatentTiling", "tiled_velocity",
@@ -232,7 +234,7 @@ def tiled_velocity(model: TileableModel, latent_shape: tuple[int, ...], *, tile:
     return LatentTiling(model, latent_shape, tile, overlap).velocity
 
 
-def windowed_encode(model: Any, x: Tensor, *, window: int) -> Any:
+def windowed_encode(model: Any, x: Tensor, *, window: int) -> EncoderOutput:
     """Encode ``x`` in windows of ``window`` latents along the rule's causal axis, exactly.
 
     The encoder runs on one data window at a time (memory bounded by the window) and carries its
@@ -249,10 +251,6 @@ def windowed_encode(model: Any, x: Tensor, *, window: int) -> Any:
     Returns:
         :class:`~core.latent.distribution.EncoderOutput`, as ``model.encode``.
     """
-    import inspect
-
-    from core.latent.distribution import EncoderOutput
-
     causal = sorted(_causal_axes(model))
     if len(causal) != 1:
         raise ValueError(f"windowed_encode needs a shape rule with exactly one causal axis, got {model.shape_rule.describe()}; "
