@@ -8,7 +8,7 @@ name      rate, hop            C_z    ch    encoder                             
 tiny      16 kHz, 256 → 62.5   16     1     ``conv_encoder`` 1-D, base 16           0.63M / 2.60M
 s         16 kHz, 256 → 62.5   16     1     ``conv_encoder`` 1-D, base 32           4.39M / 23.23M
 b44k      44.1 kHz, 2048 → 21.5 64    2     ``conv_encoder`` 1-D, base 32           21.6M / 128.0M
-s50hz     16 kHz, 320 → 50     16     1     causal ``strided_conv1d_encoder``       4.62M / 8.16M
+s50hz     16 kHz, 320 → 50     16     1     causal ``strided_conv1d_encoder``       4.62M / 14.80M
 ========  ===================  =====  ====  =====================================  ==============
 
 (counts for mono input; ``b44k`` counts its mid attention, as the spec's 21.6M does.) The layers are
@@ -111,7 +111,7 @@ AUDIO_SIZES: dict[str, AudioSize] = {
             dict(base_channels=32, strides=(2, 4, 5, 8), causal=True, activation="snake"),
             dict(stage_channels=(32, 64, 128, 256, 256), resample_factors=(2, 4, 5, 8), down_blocks=2, mid_blocks=2,
                  up_blocks=3, pe_dim=128, t_dim=512, num_groups=32),
-            params_m=(4.62, 8.16),
+            params_m=(4.62, 14.80),
         ),
     )
 }
