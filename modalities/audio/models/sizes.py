@@ -173,16 +173,17 @@ def audio_config(
         noise_sync: DiTo noise synchronization (p = 0.1), the core's, unchanged.
         latent: ``"layernorm_frames"`` (pure DiTo, per latent frame) or ``"kl"`` (SSDD parity, weight 1e-6).
         mrstft_weight, mel_weight: weights of the ``mrstft`` / ``mel_l1`` terms on the one-step
-            estimate (the SSDD-analogue variant); 0 leaves a term out.
+            estimate (the SSDD-analogue variant); 0 leaves a term out of the built model.
     """
     row = audio_size(size)
     if latent not in ("layernorm_frames", "kl"):
         raise ValueError(f"latent must be 'layernorm_frames' or 'kl', got '{latent}'")
-    loss_terms: dict[str, LossTermConfig] = {}
-    if mrstft_weight:
-        loss_terms["mrstft"] = LossTermConfig(weight=float(mrstft_weight))
-    if mel_weight:
-        loss_terms["mel_l1"] = LossTermConfig(weight=float(mel_weight), kwargs={"sample_rate": row.sample_rate})
+    # both terms are always listed (weight 0 = off, the builder skips them) so a recipe can switch
+    # them on from the command line: model.loss_terms.mrstft.weight=1
+    loss_terms = {
+        "mrstft": LossTermConfig(weight=float(mrstft_weight)),
+        "mel_l1": LossTermConfig(weight=float(mel_weight), kwargs={"sample_rate": row.sample_rate}),
+    }
     return AutoencoderConfig(
         modality="audio",
         spatial_dims=1,
