@@ -190,3 +190,20 @@ def test_one_cpu_distillation_step():
     student = make_student(teacher)
     logged = _train_one_step(student, teacher=teacher)
     assert logged["train/distill_mse"] > 0 and "train/mrstft" in logged
+
+
+def test_audio_decode_benchmark_smoke(tmp_path):
+    pytest.importorskip("diffusers")
+    import json
+
+    from benchmarks.audio_decode_throughput import main
+
+    out = tmp_path / "adt.json"
+    result = main(["--sizes", "tiny", "--seconds", "0.1", "--steps", "1,2", "--repeats", "1", "--warmup", "0",
+                   "--json", str(out), "--threads", "1"])
+    assert json.loads(out.read_text()) == result
+    rows = {r["model"]: r for r in result["rows"]}
+    assert set(rows) == {"audio_tiny 1-step", "audio_tiny 2-step", "Oobleck hop 256"}
+    assert rows["Oobleck hop 256"]["ratio_vs_oobleck"] == 1.0 and rows["audio_tiny 1-step"]["realtime_factor"] > 0
+    assert rows["audio_tiny 1-step"]["params_M"] == 2.60 and rows["audio_tiny 1-step"]["clip_s"] == 0.096  # 6 frames of 256
+    assert rows["audio_tiny 2-step"]["gflops_per_clip"] == pytest.approx(2 * rows["audio_tiny 1-step"]["gflops_per_clip"], rel=0.01)
