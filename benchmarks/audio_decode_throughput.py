@@ -22,7 +22,6 @@ import argparse
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.interleaved import interleaved_times
 from benchmarks.results_io import write_result
 from core.builder import build_autoencoder
 from core.flops import count_flops
@@ -102,16 +102,6 @@ def build_entries(device: torch.device, seconds: float, batch: int, steps: tuple
     return entries
 
 
-def _timed(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -136,16 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     sizes = tuple(s.strip() for s in args.sizes.split(",") if s.strip())
     entries = build_entries(device, seconds, batch, steps, autocast=gpu, sizes=sizes)
 
-    times: dict[str, list[float]] = {e.name: [] for e in entries}
-    for entry in entries:
-        for _ in range(args.warmup if entry.steps <= 10 else min(args.warmup, 1)):
-            entry.run()
-    for rep in range(args.repeats):
-        for entry in entries:
-            if entry.steps > 10 and rep >= args.long_repeats:
-                continue
-            times[entry.name].append(_timed(entry.run, device))
-            print(f"  rep {rep + 1}/{args.repeats} {entry.name}: {times[entry.name][-1]:.3f} s", flush=True)
+    times = interleaved_times(entries, repeats=args.repeats, long_repeats=args.long_repeats, warmup=args.warmup, device=device)
 
     medians = {name: statistics.median(values) for name, values in times.items()}
     rows = []

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from core.registry import ENCODERS
 
-__all__ = ["StridedConv1dEncoder", "Snake", "strided_conv1d_encoder"]
+__all__ = ["StridedConv1dEncoder", "Snake"]
 
 DILATIONS = (1, 3, 9)
 
@@ -128,15 +128,5 @@ class StridedConv1dEncoder(nn.Module):
         return self.layers(x)
 
 
-@ENCODERS.register("strided_conv1d_encoder")
-def strided_conv1d_encoder(
-    spatial_dims: int = 1,
-    in_channels: int = 1,
-    out_channels: int = 16,
-    base_channels: int = 32,
-    strides: tuple[int, ...] = (2, 4, 5, 8),
-    causal: bool = False,
-    activation: str = "snake",
-) -> StridedConv1dEncoder:
-    """DAC-style strided waveform encoder, hop ``prod(strides)``; ``causal=True`` for streaming/chunked encoding."""
-    return StridedConv1dEncoder(spatial_dims, in_channels, out_channels, base_channels, tuple(strides), causal, activation)
+# the class itself is the factory: the builder reads its signature, and its docstring documents it
+ENCODERS.add("strided_conv1d_encoder", StridedConv1dEncoder)
