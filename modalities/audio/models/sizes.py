@@ -138,9 +138,9 @@ def _register(row: AudioSize) -> None:
         return ConvEncoder(spatial_dims=1, in_channels=in_channels, out_channels=out_channels, **row.encoder_kwargs)
 
     def decoder(spatial_dims: int = 1, in_channels: int = row.channels, latent_channels: int = row.latent_channels,
-                shape_rule: ShapeRule | None = None) -> UNetDecoder:
+                shape_rule: ShapeRule | None = None, upsample_factor: int | None = None) -> UNetDecoder:
         _check_1d(row.name, spatial_dims)
-        rule = shape_rule or ShapeRule.isotropic(row.hop, 1)
+        rule = shape_rule or ShapeRule.isotropic(upsample_factor or row.hop, 1)
         return UNetDecoder(spatial_dims=1, in_channels=in_channels, latent_channels=latent_channels, shape_rule=rule,
                            **row.decoder_kwargs)
 
