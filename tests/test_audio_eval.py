@@ -46,6 +46,7 @@ def test_audio_modality_sets_every_hook_but_fad():
 def test_evaluate_command_on_bundled_speech(tokenizer, tmp_path, capsys):
     from modalities.audio.metrics import SiSdr
     from modalities.audio.preview import PCM16
+    from modalities.audio.spectral_metrics import MelDistanceMetric
     from recipes.audio.evaluate import main
 
     out = tmp_path / "eval"
@@ -56,7 +57,8 @@ def test_evaluate_command_on_bundled_speech(tokenizer, tmp_path, capsys):
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["data"]["num_clips"] == 2 and saved["data"]["source"] == "demo" and saved["data"]["unreadable"] == 0
     for key in ("steps_1", "steps_2"):
-        assert set(saved["metrics"][key]) >= {"si_sdr", "waveform_l1", "pesq_wb", "stoi"}
+        assert set(saved["metrics"][key]) >= {"si_sdr", "waveform_l1", "pesq_wb", "stoi", "mel_distance", "mrstft"}
+        assert saved["metrics"][key]["mel_distance"] > 0 and saved["metrics"][key]["mrstft"] > 0
         assert 1.0 <= saved["metrics"][key]["pesq_wb"] <= 4.7 and 0.0 <= saved["metrics"][key]["waveform_l1"] <= 2.0
     assert saved["protocol"]["quantisation"] == PCM16.description and "16384 samples" in saved["protocol"]["eval_transform"]
     assert any("FAD not computed" in note for note in saved["notes"])
@@ -69,6 +71,9 @@ def test_evaluate_command_on_bundled_speech(tokenizer, tmp_path, capsys):
     metric = SiSdr()
     metric.update(original, reconstruction)
     assert metric.compute()["si_sdr"] == pytest.approx(saved["metrics"]["steps_1"]["si_sdr"], rel=1e-4)
+    mel = MelDistanceMetric(16000)
+    mel.update(original, reconstruction)
+    assert mel.compute()["mel_distance"] == pytest.approx(saved["metrics"]["steps_1"]["mel_distance"], rel=1e-3)
     assert Path(report["grid"]).name == "reconstructions.png"
     assert sorted(p.name for p in out.glob("reconstructions_*.wav")) == [f"reconstructions_{r}_{c}.wav" for r in range(2) for c in range(3)]
     assert len((out / "subset.txt").read_text().splitlines()) == 2

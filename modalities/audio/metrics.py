@@ -32,8 +32,11 @@ METRIC_DEFINITIONS = {
     "waveform_l1": "mean |x - x_hat| over samples, mean over clips",
     "pesq_wb": f"P.862.2 wide-band PESQ (pesq package) of the mono mix resampled to {PESQ_RATE} Hz, mean over scored clips",
     "stoi": "STOI (pystoi, classic) of the mono mix at the model rate, mean over clips",
+    "mel_distance": "DAC multi-scale mel distance (log-mel L1, windows 32..2048) at the model rate, mean over clips",
+    "mrstft": "DAC multi-resolution STFT distance (log-magnitude L1, windows 2048 / 512), mean over clips",
 }
-TABLE_COLUMNS = [("si_sdr", "SI-SDR dB"), ("waveform_l1", "L1"), ("pesq_wb", "PESQ-WB"), ("stoi", "STOI")]
+TABLE_COLUMNS = [("si_sdr", "SI-SDR dB"), ("mel_distance", "mel"), ("mrstft", "MR-STFT"), ("waveform_l1", "L1"),
+                 ("pesq_wb", "PESQ-WB"), ("stoi", "STOI")]
 
 
 class ClipMean:
@@ -139,13 +142,19 @@ def audio_metric_suite(settings: Any | None, device: torch.device, extra: Sequen
     """The audio modality's ``reconstruction_metrics`` hook.
 
     Offline (``settings``: :class:`~modalities.audio.eval_suite.AudioEvalSettings`, whose ``sample_rate`` is the
-    clips' rate): SI-SDR, waveform L1, and PESQ-WB / STOI when ``pesq`` / ``pystoi`` are installed and
+    clips' rate): SI-SDR, multi-scale mel and MR-STFT distances, waveform L1, and PESQ-WB / STOI when ``pesq`` / ``pystoi`` are installed and
     ``settings.speech`` is true. In training (``settings`` None): SI-SDR and L1 (cheap). ``extra``: factories
     of further accumulators (e.g. spectral distances), added in both cases.
     """
     metrics: list[Callable[[], ReconstructionMetric]] = [SiSdr, WaveformL1, *extra]
     notes: list[str] = []
     definitions = {k: METRIC_DEFINITIONS[k] for k in ("si_sdr", "waveform_l1")}
+    if settings is not None:  # the spectral distances need the clips' rate, which only offline settings give
+        from modalities.audio.spectral_metrics import MelDistanceMetric, MRSTFTDistanceMetric
+
+        spectral_rate = int(getattr(settings, "sample_rate", PESQ_RATE))
+        metrics += [lambda: MelDistanceMetric(spectral_rate), MRSTFTDistanceMetric]
+        definitions.update({k: METRIC_DEFINITIONS[k] for k in ("mel_distance", "mrstft")})
     if settings is not None and getattr(settings, "fid", False):
         notes.append("FAD not computed: the audio modality has no offline Fréchet embedding (VGGish / CLAP / PANNs "
                      "need a weights download); drop fid=true")
