@@ -84,13 +84,14 @@ def test_suite_offline_training_extra_and_missing_packages(monkeypatch):
 
     settings = SimpleNamespace(sample_rate=16000, speech=True, fid=True)
     offline = audio_metric_suite(settings, torch.device("cpu"), extra=(Peak,))
-    assert [type(m).__name__ for m in offline.make()] == ["SiSdr", "WaveformL1", "Peak", "Pesq", "Stoi"]
+    assert [type(m).__name__ for m in offline.make()] == ["SiSdr", "WaveformL1", "Peak", "MelDistanceMetric", "MRSTFTDistanceMetric",
+                                                          "Pesq", "Stoi"]
     assert any("FAD not computed" in note for note in offline.notes)
     training = audio_metric_suite(None, torch.device("cpu"))
     assert [type(m).__name__ for m in training.make()] == ["SiSdr", "WaveformL1"]
     monkeypatch.setattr(audio_metrics, "_installed", lambda module: module != "pesq")
     without = audio_metric_suite(SimpleNamespace(sample_rate=16000, speech=True), torch.device("cpu"))
-    assert [type(m).__name__ for m in without.make()] == ["SiSdr", "WaveformL1", "Stoi"]
+    assert [type(m).__name__ for m in without.make()] == ["SiSdr", "WaveformL1", "MelDistanceMetric", "MRSTFTDistanceMetric", "Stoi"]
     assert without.notes == ("pesq_wb skipped: pip install pesq (in the audio / dev extras) to compute it",)
 
 

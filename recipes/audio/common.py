@@ -7,7 +7,8 @@ Every audio recipe is :func:`audio_experiment` with a size and its deltas:
   by default; the SSDD-analogue ``mrstft`` + ``mel_l1`` terms when ``spectral``);
 - data: ``modality: audio`` with ``data.options`` = ``sample_rate`` (the model rate; other rates are
   resampled), ``channels``, ``crop_seconds`` (the size's training crop, a multiple of the hop) and
-  ``min_seconds`` (shorter files are skipped and counted); ``data.size`` repeats the crop in samples;
+  ``min_seconds`` (shorter files are skipped and counted) and ``hop`` (the model's; crops are rounded down to a
+  multiple of it); ``data.size`` repeats the crop in samples;
 - optimiser: AdamW 1e-4, betas (0.9, 0.999), weight decay 0.01 (DiTo's), global-norm clip 1.0;
 - trainer: bf16 autocast on GPU (``precision=auto``), checkpoints/previews every 20K steps.
 """
@@ -32,11 +33,13 @@ class AudioDataMissingError(ValueError):
 
 
 def audio_data_options(size: str, channels: int | None = None) -> dict[str, Any]:
-    """``data.options`` for ``size``: model rate, channels, the training crop and the shortest usable file."""
+    """``data.options`` (:class:`~modalities.audio.data.AudioDataOptions`) for ``size``: model rate, channels,
+    the training crop, the shortest usable file and the model's hop (crops are rounded down to a multiple of it,
+    so a crop given in seconds always encodes: ``crop_seconds`` * rate is exactly ``crop_samples``)."""
     row = audio_size(size)
     crop_seconds = row.crop_samples / row.sample_rate
     return {"sample_rate": row.sample_rate, "channels": row.channels if channels is None else channels,
-            "crop_seconds": crop_seconds, "min_seconds": crop_seconds}
+            "crop_seconds": crop_seconds, "min_seconds": crop_seconds, "hop": row.hop}
 
 
 def audio_experiment(
