@@ -1,6 +1,6 @@
-"""The audio modality end to end: registration, ``recipes.audio.evaluate`` on the bundled speech with a small 1-D
-stand-in tokenizer (core ``conv_encoder`` / ``unet_decoder``, hop 4), ``latent_stats`` / ``cache_latents`` with
-``modality=audio``, and the in-training hooks."""
+"""The audio modality end to end: registration, ``recipes.audio.evaluate`` on the bundled speech with the real
+``audio_tiny`` tokenizer (hop 256, random weights), ``latent_stats`` / ``cache_latents`` with ``modality=audio``,
+and the in-training hooks."""
 
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ from core.modality import get_modality
 from core.pretrained import save_pretrained
 from core.autoencoder import InputError
 from core.training.config import DataConfig
-from tests.conftest import tiny_config
+from modalities.audio.models import audio_config
 
-HOP = 4  # the stand-in tokenizer's downsampling (three conv_encoder levels)
+HOP = 256  # audio_tiny's samples per latent frame
 COMMON = [f"hop={HOP}", "num_workers=0", "progress=false"]
 
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    model = build_autoencoder(tiny_config(spatial_dims=1, in_channels=1, modality="audio"))
+    model = build_autoencoder(audio_config("tiny"))
     assert model.downsample_factor == HOP
     path = tmp_path_factory.mktemp("audio_tok") / "export"
     save_pretrained(model, path)
@@ -82,7 +82,7 @@ def test_evaluate_command_on_bundled_speech(tokenizer, tmp_path, capsys):
 def test_evaluate_with_a_crop_off_the_hop_names_the_valid_length(tokenizer, tmp_path):
     from recipes.audio.evaluate import main
 
-    with pytest.raises(InputError, match="use 16376 or 16380"):
+    with pytest.raises(InputError, match="use 16128 or 16384"):
         main([f"checkpoint={tokenizer}", "data.demo=true", "steps=1", f"out={tmp_path}", "hop=1", "seconds=1.0237",
               "num_workers=0", "progress=false"])
 
@@ -95,7 +95,7 @@ def test_latent_stats_and_cache_latents_with_modality_audio(tokenizer, tmp_path)
     assert stats["scale"] > 0 and (tmp_path / "stats" / "latent_stats.json").exists()
     summary = cache_latents(["modality=audio", f"tokenizer={tokenizer}", "data.demo=true", "data.split=val",
                              f"out={tmp_path / 'cache'}", *COMMON])
-    assert summary["count"] == 1 and summary["latent_shape"] == [4, 16384 // HOP] and summary["skipped"] == 0
+    assert summary["count"] == 1 and summary["latent_shape"] == [16, 16384 // HOP] and summary["skipped"] == 0
 
 
 def test_in_training_hooks_score_held_out_clips(tmp_path):
@@ -117,7 +117,7 @@ def test_lightning_trains_on_bundled_speech_with_previews_and_held_out_metrics(t
     from core.training.run import train
 
     cfg = ExperimentConfig(
-        name="audio", output_dir=str(tmp_path / "run"), model=tiny_config(spatial_dims=1, in_channels=1, modality="audio"),
+        name="audio", output_dir=str(tmp_path / "run"), model=audio_config("tiny"),
         data=DataConfig(root=str(tmp_path / "demo"), demo=True, batch_size=2, num_workers=0, options={"crop_seconds": 0.256, "hop": HOP}),
         optim=OptimConfig(lr=1e-3),
         trainer=TrainerConfig(max_steps=2, accelerator="cpu", devices=1, log_every_n_steps=1, checkpoint_every_n_steps=10,
