@@ -3,6 +3,7 @@ on the bundled speech through the real data path (one CPU step per variant: plai
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from core.training.run import to_experiment_config, train
 from modalities.audio.data import AudioDataOptions
 from recipes.audio import dito_b44k, dito_s, distill, quickstart
 from recipes.audio.common import AudioDataMissingError, check_audio_data
+from recipes.audio.cpu_evidence import markdown_table
 from tests.test_audio_models import _train_one_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -139,3 +141,19 @@ def test_quickstart_command_smoke(demo, tmp_path):
     assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
     previews = sorted((tmp_path / "run" / "previews").glob("*.png"))
     assert previews and list(previews[-1].parent.glob(f"{previews[-1].stem}_0_1.wav"))
+
+
+def test_cpu_evidence_run_scores_the_held_out_clip_over_training_and_a_student(tmp_path):
+    from recipes.audio.cpu_evidence import main
+
+    torch.manual_seed(0)
+    evidence = main([f"out={tmp_path}", "steps=2", "eval_every=1", "batch_size=2", "seconds=0.256", "steps_during=[1]",
+                     "steps_final=[1,2]", "distill_steps=1", "teacher_steps=2"])
+    assert list(evidence["scores"]) == ["0", "1", "2"] and list(evidence["scores"]["2"]["metrics"]) == ["steps_1", "steps_2"]
+    for score in evidence["scores"].values():
+        assert "data.root=" in score["command"] and str(tmp_path / "demo" / "val") in score["command"]  # held out only
+        assert all(isinstance(score["metrics"]["steps_1"][m], float) for m in ("si_sdr", "mel_distance", "pesq_wb"))
+    assert evidence["teacher"]["global_step"] == 2 and evidence["student"]["global_step"] == 1
+    assert list(evidence["student"]["metrics"]) == ["steps_1"]
+    saved = json.loads((tmp_path / "evidence.json").read_text())
+    assert saved["scores"].keys() == evidence["scores"].keys() and "| 1-step student | +1 distill | 1 |" in markdown_table(saved)

@@ -1,9 +1,10 @@
 """CPU evidence run: ``audio_tiny`` trained on the bundled speech, scored on the held-out clip over training.
 
-    python -m recipes.audio.cpu_evidence out=outputs/audio_cpu_evidence steps=600 eval_every=200 distill_steps=40
+    python -m recipes.audio.cpu_evidence out=outputs/audio_cpu_evidence steps=120 eval_every=40 distill_steps=10
 
 1. the quickstart recipe (``audio_tiny``, pure DiTo objective + noise sync) trains ``steps`` steps on the
-   demo ``train/`` split (the first 2.5 s of CMU ARCTIC a0007), a checkpoint every ``eval_every`` steps;
+   demo ``train/`` split (the first 2.5 s of CMU ARCTIC a0007; ``batch_size`` random ``crop_seconds`` crops
+   of it per step), a checkpoint every ``eval_every`` steps;
 2. the untrained model and every checkpoint are scored by ``recipes.audio.evaluate`` on the demo ``val/``
    split (the last 1.5 s of a0007, never trained on; centre crop ``seconds`` rounded to the hop) at
    ``steps_during`` decode steps, the last one at ``steps_final``: SI-SDR, mel distance, MR-STFT, PESQ-WB, STOI;
@@ -36,15 +37,15 @@ class EvidenceSettings:
     """Settings of the CPU evidence run (``key=value`` on the command line)."""
 
     out: str = "outputs/audio_cpu_evidence"
-    steps: int = 600  # teacher training steps
-    eval_every: int = 200  # checkpoint (and score) every this many steps
-    batch_size: int = 8  # the demo train split is one file: a step sees one random crop of it
+    steps: int = 120  # teacher training steps
+    eval_every: int = 40  # checkpoint (and score) every this many steps
+    batch_size: int = 2  # random crops of the one demo training file per step (the recipe: 8)
     crop_seconds: float = 0.256  # training crop (4,096 samples = 16 latent frames): 4x cheaper steps than the recipe's 1.024 s
     lr: float = 1e-3
     seconds: float = 1.024  # held-out centre crop: 16,384 samples = 64 latent frames
     steps_during: list[int] = field(default_factory=lambda: [1, 10])
     steps_final: list[int] = field(default_factory=lambda: [1, 10, 50])
-    distill_steps: int = 40
+    distill_steps: int = 10
     distill_lr: float = 3e-4
     teacher_steps: int = 12
     seed: int = 0
