@@ -22,7 +22,6 @@ import argparse
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.interleave import interleaved_times
 from benchmarks.results_io import write_result
 from core.builder import build_autoencoder
 from core.flops import count_flops
@@ -120,16 +120,6 @@ def build_entries(
     return entries
 
 
-def _timed(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def main(argv: list[str] | None = None) -> dict | None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--sweep" in argv:  # the resolution sweep lives in its own script (one subprocess per decode)
@@ -162,16 +152,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     backends = tuple(b.strip() for b in args.attention.split(",") if b.strip())
     entries = build_entries(device, resolution, batch, compile_models=gpu, autocast=gpu, only=keep, attention=backends)
 
-    times: dict[str, list[float]] = {e.name: [] for e in entries}
-    for entry in entries:  # warm-up (and compilation)
-        for _ in range(args.warmup if entry.steps <= 10 else min(args.warmup, 1)):
-            entry.run()
-    for rep in range(args.repeats):
-        for entry in entries:
-            if entry.steps > 10 and rep >= args.long_repeats:
-                continue
-            times[entry.name].append(_timed(entry.run, device))
-            print(f"  rep {rep + 1}/{args.repeats} {entry.name}: {times[entry.name][-1]:.3f} s", flush=True)
+    times = interleaved_times(entries, device, repeats=args.repeats, long_repeats=args.long_repeats, warmup=args.warmup)
 
     reference = statistics.median(times["SD-VAE decoder"])
     rows = []

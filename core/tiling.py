@@ -16,13 +16,16 @@ many steps it keeps the tiles on a common path, at the cost of holding the full-
 size, small next to the network's activations). Peak network memory is that of one tile.
 
 Tiles and overlaps are in latent units along any subset of the latent axes (``None`` leaves an
-axis whole). A decoder whose receptive field (in data units) is at most a quarter of the overlap
+axis whole). Causal axes (video time, ``n -> 1 + (n-1)/f``) are tiled in windows of ``1 + f·k``
+data samples that overlap by at least one latent (:func:`latent_to_data_extent` converts the
+extents with the shape rule); :func:`windowed_encode` encodes them exactly, window by window. A decoder whose receptive field (in data units) is at most a quarter of the overlap
 gives exactly the untiled result; decoders with global operations (GroupNorm statistics, long
 attention) give a close but not equal one, see ``tests/test_tiling.py`` for measured tolerances.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,9 +33,11 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from core.latent.distribution import EncoderOutput
 from core.samplers.solvers import VelocityFn
 
-__all__ = ["TileSpec", "AxisTiles", "plan_axis", "blend_window", "resolve_tiles", "LatentTiling", "tiled_velocity"]
+__all__ = ["TileSpec", "AxisTiles", "plan_axis", "blend_window", "resolve_tiles", "LatentTiling", "tiled_velocity",
+           "latent_to_data_extent", "windowed_encode"]
 
 TileSpec = int | Sequence[int | None] | None
 
@@ -86,6 +91,24 @@ def blend_window(length: int, before: int, after: int, *, device: torch.device |
     return weight.to(dtype)
 
 
+def latent_to_data_extent(start: int, stop: int, before: int, after: int, factor: int, causal: bool) -> tuple[slice, tuple[int, int]]:
+    """Data slice and data overlaps of latent tile ``start:stop`` with latent overlaps ``before`` / ``after``.
+
+    An ordinary axis scales everything by ``factor``. On a causal axis the tile's first latent is
+    decoded as a clip's first latent, i.e. to ONE data sample, which lines up with the last sample
+    of that latent's group: the tile covers data ``start·f .. (stop-1)·f`` (``1 + (stop-start-1)·f``
+    samples, a valid clip length) and an overlap of ``o >= 1`` latents is ``(o-1)·f + 1`` samples.
+    Converting blend extents with ``o·f`` instead is the FastVideo seam bug (spec §5).
+    """
+    if not causal:
+        return slice(start * factor, stop * factor), (before * factor, after * factor)
+
+    def samples(overlap: int) -> int:
+        return (overlap - 1) * factor + 1 if overlap > 0 else 0
+
+    return slice(start * factor, (stop - 1) * factor + 1), (samples(before), samples(after))
+
+
 def _per_axis(value: TileSpec, dims: int, name: str) -> tuple[int | None, ...]:
     if value is None or isinstance(value, int):
         return (value,) * dims
@@ -96,31 +119,31 @@ def _per_axis(value: TileSpec, dims: int, name: str) -> tuple[int | None, ...]:
     return values
 
 
-def _check_tileable_axes(model: Any, tiles: tuple[int | None, ...]) -> None:
-    """The one place that refuses axes tiling cannot handle: causal axes (data length ``1 + (n-1)·f``)."""
+def _causal_axes(model: Any) -> set[int]:
     rule = getattr(model, "shape_rule", None)
-    causal = {axis for axis, flag in enumerate(getattr(rule, "causal", ()) or ()) if flag}
-    bad = [axis for axis, tile in enumerate(tiles) if tile is not None and axis in causal]
-    if bad:
-        raise ValueError(f"latent axes {bad} are causal (data length 1 + (n - 1)·f), so their tiles do not map to "
-                         f"disjoint data ranges; pass None for those axes in tile=(...) to keep them whole")
+    return {axis for axis, flag in enumerate(getattr(rule, "causal", ()) or ()) if flag}
 
 
 def resolve_tiles(model: Any, tile: TileSpec, overlap: TileSpec = None) -> list[tuple[int | None, int]]:
     """Per latent axis ``(tile, overlap)`` (``(None, 0)`` for a whole axis), validated: the one
-    place that checks tile arguments. ``overlap=None`` means ``tile // 4``."""
+    place that checks tile arguments. ``overlap=None`` means ``tile // 4`` (at least 1 on a causal axis)."""
     dims = model.spatial_dims
     tiles, overlaps = _per_axis(tile, dims, "tile"), _per_axis(overlap, dims, "overlap")
-    _check_tileable_axes(model, tiles)
+    causal = _causal_axes(model)
     resolved = []
     for axis, (t, o) in enumerate(zip(tiles, overlaps)):
         if t is None:
             resolved.append((None, 0))
             continue
-        o = t // 4 if o is None else o
+        if o is None and isinstance(t, int):
+            o = max(t // 4, 1 if axis in causal and t > 1 else 0)
         if not isinstance(t, int) or not isinstance(o, int) or t < 1 or not 0 <= o < t:
             raise ValueError(f"axis {axis}: need int tile >= 1 and 0 <= overlap < tile (latent units), "
                              f"got tile={t!r}, overlap={o!r}")
+        if axis in causal and o < 1:
+            raise ValueError(f"axis {axis} is causal: its windows must overlap by >= 1 latent (a window's first latent "
+                             f"decodes to one frame only, so overlap 0 leaves frames uncovered); got tile={t}, overlap={o}; "
+                             f"use tile >= 2 with overlap >= 1")
         resolved.append((t, o))
     return resolved
 
@@ -139,7 +162,8 @@ class LatentTiling:
         sizes = tuple(latent_shape[-dims:])
         self.model, self.dims = model, dims
         one, two = model.data_shape((1, 1, *(1,) * dims))[-dims:], model.data_shape((1, 1, *(2,) * dims))[-dims:]
-        self.factors = tuple(b - a for a, b in zip(one, two))  # data samples per latent, per (linear) axis
+        self.factors = tuple(b - a for a, b in zip(one, two))  # data samples per latent, per axis
+        self.causal = tuple(axis in _causal_axes(model) for axis in range(dims))
         self.axes = [plan_axis(size, t, o) for size, (t, o) in zip(sizes, resolve_tiles(model, tile, overlap))]
         self.data_sizes = tuple(model.data_shape(tuple(latent_shape))[-dims:])
 
@@ -153,11 +177,12 @@ class LatentTiling:
     def _tiles(self) -> list[tuple[tuple[slice, ...], tuple[slice, ...], list[tuple[int, int]]]]:
         """(latent slices, data slices, per-axis data overlaps) of every tile."""
         per_axis = []
-        for axis, f in zip(self.axes, self.factors):
+        for axis, f, causal in zip(self.axes, self.factors, self.causal):
             entries = []
             for i, (start, stop) in enumerate(zip(axis.starts, axis.stops)):
                 before, after = axis.overlaps(i)
-                entries.append((slice(start, stop), slice(start * f, stop * f), (before * f, after * f)))
+                data_slice, data_overlaps = latent_to_data_extent(start, stop, before, after, f, causal)
+                entries.append((slice(start, stop), data_slice, data_overlaps))
             per_axis.append(entries)
         tiles = [((), (), [])]
         for entries in per_axis:
@@ -207,3 +232,41 @@ def tiled_velocity(model: TileableModel, latent_shape: tuple[int, ...], *, tile:
         overlap: latent overlap between neighbouring tiles, same forms (default a quarter of the tile).
     """
     return LatentTiling(model, latent_shape, tile, overlap).velocity
+
+
+def windowed_encode(model: Any, x: Tensor, *, window: int) -> EncoderOutput:
+    """Encode ``x`` in windows of ``window`` latents along the rule's causal axis, exactly.
+
+    The encoder runs on one data window at a time (memory bounded by the window) and carries its
+    causal history in a cache dict passed to ``encoder(x_window, cache=cache)``: the first window
+    has ``1 + (window-1)·f`` samples, every later one ``window·f``. The regularizer runs once on the
+    concatenated raw latents (small), so the result equals ``model.encode(x)`` for any regularizer.
+
+    Args:
+        model: a tokenizer whose ``shape_rule`` has a causal axis and whose encoder's ``forward``
+            accepts ``cache`` (e.g. ``causal_video_f4s8``).
+        x: data ``(B, C, *S)``.
+        window: latents per window along the causal axis (>= 1).
+
+    Returns:
+        :class:`~core.latent.distribution.EncoderOutput`, as ``model.encode``.
+    """
+    causal = sorted(_causal_axes(model))
+    if len(causal) != 1:
+        raise ValueError(f"windowed_encode needs a shape rule with exactly one causal axis, got {model.shape_rule.describe()}; "
+                         f"encode non-causal data whole with model.encode")
+    if "cache" not in inspect.signature(model.encoder.forward).parameters:
+        raise ValueError(f"encoder {type(model.encoder).__name__} cannot stream (its forward takes no 'cache'); use model.encode")
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be an int >= 1 (latents per window), got {window!r}")
+    model.check_input(x)
+    axis = 2 + causal[0]
+    f = model.shape_rule.factors[causal[0]]
+    length = x.shape[axis]
+    cache: dict = {}
+    raw, start = [], 0
+    while start < length:
+        stop = min(length, 1 + (window - 1) * f if start == 0 else start + window * f)
+        raw.append(model.encoder(x.narrow(axis, start, stop - start), cache=cache))
+        start = stop
+    return EncoderOutput(latent_dist=model.regularizer(torch.cat(raw, dim=axis)))

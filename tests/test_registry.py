@@ -20,6 +20,7 @@ from core.registry import (
     create,
     list_models,
 )
+from core.shapes import ShapeRule
 
 
 def test_duplicate_names_raise_naming_both_definitions():
@@ -60,8 +61,33 @@ def test_global_create_and_list_models():
         create("gizmo", "x")
 
 
+VIDEO_ONLY = ("causal_video_", "video_dito_")  # the video plugin's (B, C, T, H, W)-only networks
+VIDEO_RULE = ShapeRule((4, 8, 8), (True, False, False))
+
+WAVEFORM_ONLY = ("audio_", "strided_conv1d_encoder")  # (B, C, L) models: they refuse spatial_dims=2 with a clear error
+
+
+WAVEFORM_TERMS = ("mrstft", "mel_l1")
+
+
+def _waveform_only(name: str) -> bool:
+    return name.startswith(WAVEFORM_ONLY)
+
+
 @pytest.mark.parametrize("name", ENCODERS.list())
 def test_every_encoder_instantiates_on_meta(name):
+    if name.startswith(VIDEO_ONLY):
+        with torch.device("meta"):
+            enc = ENCODERS.create(name, spatial_dims=3, in_channels=3, out_channels=8)
+            y = enc(torch.empty(1, 3, 17, 64, 64))
+        assert y.shape == (1, 8, *enc.shape_rule.latent((17, 64, 64)))
+        return
+    if _waveform_only(name):
+        with torch.device("meta"):
+            enc = ENCODERS.create(name, spatial_dims=1, in_channels=3, out_channels=8)
+            y = enc(torch.empty(1, 3, 8 * 2560))
+        assert y.shape == (1, 8, 8 * 2560 // enc.downsample_factor)
+        return
     with torch.device("meta"):
         enc = ENCODERS.create(name, spatial_dims=2, in_channels=3, out_channels=8)
         y = enc(torch.empty(1, 3, 64, 64))
@@ -70,6 +96,19 @@ def test_every_encoder_instantiates_on_meta(name):
 
 @pytest.mark.parametrize("name", DECODERS.list())
 def test_every_decoder_instantiates_on_meta(name):
+    if name.startswith(VIDEO_ONLY):
+        with torch.device("meta"):
+            dec = DECODERS.create(name, spatial_dims=3, in_channels=3, latent_channels=4, shape_rule=VIDEO_RULE)
+            y = dec(torch.empty(1, 3, 5, 64, 64), torch.empty(1), torch.empty(1, 4, 2, 8, 8))
+        assert y.shape == (1, 3, 5, 64, 64)
+        return
+    if _waveform_only(name):
+        with torch.device("meta"):
+            dec = DECODERS.create(name, spatial_dims=1, in_channels=3, latent_channels=4)  # at its own hop
+            hop = dec.upsample_factor
+            y = dec(torch.empty(1, 3, 4 * hop), torch.empty(1), torch.empty(1, 4, 4))
+        assert y.shape == (1, 3, 4 * hop)
+        return
     with torch.device("meta"):
         dec = DECODERS.create(name, spatial_dims=2, in_channels=3, latent_channels=4, upsample_factor=8)
         y = dec(torch.empty(1, 3, 64, 64), torch.empty(1), torch.empty(1, 4, 8, 8))
@@ -92,7 +131,8 @@ def test_every_time_sampler(name):
 # terms that need a decoder with hooked features are exercised in their own tests
 NEEDS_DECODER = {"repa": "tests/test_repa.py"}
 # terms whose frozen networks need weight files: build them with random weights here
-TERM_KWARGS = {"lpips": {"allow_random_weights": True}}
+TERM_KWARGS = {"lpips": {"allow_random_weights": True}, "lpips_frames": {"allow_random_weights": True}}
+CLIP_TERMS = {"lpips_frames"}  # video terms: (B, C, T, H, W) inputs
 
 
 @pytest.mark.parametrize("name", LOSS_TERMS.list())
@@ -101,7 +141,9 @@ def test_every_loss_term(name):
 
     if name in NEEDS_DECODER:
         pytest.skip(f"needs a decoder; covered by {NEEDS_DECODER[name]}")
-    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    x = torch.rand(2, 3, *((2,) if name in CLIP_TERMS else ()), 16, 16) * 2 - 1
+    if name in WAVEFORM_TERMS:
+        x = torch.rand(2, 1, 4096) * 2 - 1  # spectral terms compare (B, C, L) waveforms
     inputs = LossInputs(x=x, reference=x, x_t=x, t=torch.rand(2), prediction=x, x0_hat=x * 0.5, z=torch.zeros(2, 4, 4, 4))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -120,9 +120,10 @@ def test_bad_tile_arguments_name_the_fix():
     with pytest.raises(ValueError, match="one entry per axis"):
         resolve_tiles(tok, (4, 4, 4))
     tok.shape_rule = ShapeRule(tok.shape_rule.factors, causal=(True, False))  # a causal first axis, as video time
-    with pytest.raises(ValueError, match="causal.*None for those axes"):
-        tiled_velocity(tok, (1, 4, 9, 9), tile=4)
+    with pytest.raises(ValueError, match="causal: its windows must overlap by >= 1"):
+        resolve_tiles(tok, (4, 4), (0, 1))
     assert resolve_tiles(tok, (None, 4)) == [(None, 0), (4, 1)]
+    assert resolve_tiles(tok, (2, 2)) == [(2, 1), (2, 0)]  # causal axes default to >= 1 latent of overlap
 
 
 @pytest.mark.parametrize("family", ["dito", "ssdd"])

@@ -16,6 +16,7 @@ import functools
 import logging
 import random
 import tarfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from core.data.folder_shards import read_shard_index
 from core.data.options import SampleDataOptions, parse_options
 from core.data.resumable import ResumableDataModule, ResumableSampler, loader_generator
-from core.data.skips import UNREADABLE_ERRORS, SkipLog
+from core.data.skips import UNREADABLE_ERRORS, SkipLog, skip_kind
 from core.data.sources import SampleRef, assign_labels, expand_shards, folder_class_names, list_files, list_shard_members
 from core.data.stream import make_shard_stream, plan_epoch
 from core.data.subset import holdout_split, stratified_subset
@@ -148,7 +149,7 @@ class SampleDataset(Dataset):
             try:
                 return {"x": self.transform(self._load(ref), rng), "key": ref.stem, "cls": self.labels[position]}
             except UNREADABLE_ERRORS as err:
-                self.skips.record(ref, f"{type(err).__name__}: {err}")
+                self.skips.record(ref, f"{type(err).__name__}: {err}", skip_kind(err))
         raise RuntimeError(f"every file is unreadable ({len(self.skips)} skipped); first: {next(iter(self.skipped.items()))}")
 
 
@@ -195,6 +196,7 @@ class SampleDataModule(ResumableDataModule):
         self.labels: dict[str, int] = {}  # str(ref) -> class index
         self.class_names: list[str] | None = None
         self.skipped: dict[str, str] = {}
+        self.skip_counts: Counter[str] = Counter()  # setup scan: kind (unreadable, too_short) -> files dropped
         self.shard_urls: list[str] = expand_shards(cfg.shards) if cfg.shards else []
         self.train_files, self.val_files = self._split_shards() if self.shard_urls else self._split_files()
 
@@ -286,6 +288,7 @@ class SampleDataModule(ResumableDataModule):
                 good.append(ref)
             except Exception as err:  # decoders raise many types for corrupt data
                 bad[str(ref)] = f"{type(err).__name__}: {err}"
+                self.skip_counts[skip_kind(err)] += 1
         if bad:
             self.skipped.update(bad)
             shown = "; ".join(f"{k} ({v})" for k, v in list(bad.items())[:5])
@@ -321,6 +324,11 @@ class SampleDataModule(ResumableDataModule):
         files = self.val_files or self.train_files
         return SampleDataset(files, self.spec.open_ref, self.eval_transform, labels=self.labels_of(files), logger=self.spec.logger)
 
+    def train_collate(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]] | None:
+        """The training batches' collate function (None: PyTorch's default); a modality may override it
+        for per-batch choices (video: a batch of 1-frame clips with probability ``image_ratio``)."""
+        return None
+
     def train_dataloader(self) -> DataLoader:
         """Training batches from the checkpointed position; every rank draws its own share (no
         Lightning-injected sampler: ``build_trainer`` turns that off)."""
@@ -333,7 +341,7 @@ class SampleDataModule(ResumableDataModule):
                                        start_batch=self.start_batch)
         return DataLoader(
             dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True, num_workers=workers,
-            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), collate_fn=self.train_collate(),
             generator=loader_generator(self.seed, rank, self.start_batch),
         )
 

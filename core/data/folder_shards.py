@@ -49,6 +49,8 @@ class FolderShardFormat:
             ``decode`` (full decode) or ``header`` (cheap check). Must be a top-level function
             (reader processes pickle it).
         logger: where skipped files are reported.
+        metadata: optional ``bytes -> dict`` stored as the sample's ``<key>.json`` member (video: fps,
+            frames, width, height); raising counts the file as unreadable. Top-level function, like ``check``.
     """
 
     noun: str
@@ -56,6 +58,7 @@ class FolderShardFormat:
     extensions: tuple[str, ...]
     check: Callable[[bytes, str], None]
     logger: logging.Logger = log
+    metadata: Callable[[bytes], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,20 +108,24 @@ class ShardConversion:
     skipped: dict[str, str] = field(default_factory=dict)  # file -> reason (first 100)
 
 
-def _read_checked(job: tuple[str, str, Callable[[bytes, str], None]]) -> tuple[bytes | None, str | None]:
-    """Read a file and check it; ``(bytes, None)`` or ``(None, reason)``. Top level: picklable."""
-    path, verify, check = job
+ReadResult = tuple[bytes | None, str | None, dict[str, Any] | None]  # (bytes, reason when unreadable, metadata)
+
+
+def _read_checked(job: tuple[str, str, FolderShardFormat]) -> ReadResult:
+    """Read a file, check it and describe it; ``(bytes, None, metadata)`` or ``(None, reason, None)``. Top level: picklable."""
+    path, verify, sample_format = job
     try:
         data = Path(path).read_bytes()
         if verify != "none":
-            check(data, verify)
-        return data, None
+            sample_format.check(data, verify)
+        metadata = sample_format.metadata(data) if sample_format.metadata is not None else None
+        return data, None, metadata
     except Exception as err:  # decoders raise many exception types for corrupt data
-        return None, f"{type(err).__name__}: {err}"
+        return None, f"{type(err).__name__}: {err}", None
 
 
-def _read_stream(paths: list[str], verify: str, check: Callable[[bytes, str], None], workers: int) -> Iterator[tuple[bytes | None, str | None]]:
-    jobs = ((p, verify, check) for p in paths)
+def _read_stream(paths: list[str], verify: str, sample_format: FolderShardFormat, workers: int) -> Iterator[ReadResult]:
+    jobs = ((p, verify, sample_format) for p in paths)
     if workers <= 0:
         yield from map(_read_checked, jobs)
         return
@@ -177,8 +184,8 @@ def convert_folder_to_shards(
     bar = tqdm(total=len(files), initial=position, unit="file", desc="writing shards", disable=not progress, dynamic_ncols=True)
     remaining = order[position:]
     try:
-        reads = _read_stream([str(files[i]) for i in remaining], settings.verify, sample_format.check, settings.workers)
-        for offset, (data, error) in enumerate(reads):
+        reads = _read_stream([str(files[i]) for i in remaining], settings.verify, sample_format, settings.workers)
+        for offset, (data, error, metadata) in enumerate(reads):
             pos, file_index = position + offset, remaining[offset]
             if shard is not None and (shard.count >= settings.shard_size or (
                     max_bytes is not None and data is not None and shard_bytes + len(data) > max_bytes)):
@@ -192,7 +199,10 @@ def convert_folder_to_shards(
                 skips.record(files[file_index], error or "unreadable")
             else:
                 extension = files[file_index].suffix.lower().lstrip(".")
-                shard.add(sample_key(pos, relative[file_index].rsplit(".", 1)[0]), [(extension, data), ("cls", str(labels[file_index]).encode())])
+                members = [(extension, data), ("cls", str(labels[file_index]).encode())]
+                if metadata is not None:
+                    members.append(("json", json.dumps(metadata, sort_keys=True).encode()))
+                shard.add(sample_key(pos, relative[file_index].rsplit(".", 1)[0]), members)
                 shard_bytes += len(data)
             bar.update(1)
             if offset % 100 == 0:

@@ -2,15 +2,19 @@
 
 A corrupt file must never stop a long run, but it must not go unnoticed either: every skip is
 recorded with its reason, the first few and then every 1000th are logged, and the count is reported.
+Skips are also counted per *kind* (``unreadable``; ``too_short`` for a readable sample too short for
+the requested length, e.g. a video with fewer frames than a clip needs), so a data set with many short
+videos is not mistaken for a corrupt one.
 """
 
 from __future__ import annotations
 
 import logging
 import tarfile
+from collections import Counter
 from collections.abc import Iterator
 
-__all__ = ["UnreadableSampleError", "UNREADABLE_ERRORS", "SkipLog"]
+__all__ = ["UnreadableSampleError", "UNREADABLE_ERRORS", "TooShortError", "skip_kind", "SkipLog"]
 
 
 class UnreadableSampleError(OSError):
@@ -29,6 +33,17 @@ UNREADABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class TooShortError(ValueError):
+    """A readable sample that is shorter than the requested length; skipped and counted as ``too_short``."""
+
+    skip_kind = "too_short"
+
+
+def skip_kind(err: BaseException) -> str:
+    """The skip count an error belongs to: its ``skip_kind`` attribute, else ``unreadable``."""
+    return str(getattr(err, "skip_kind", "unreadable"))
+
+
 class SkipLog:
     """Records ``{reference: reason}`` for skipped samples and logs the first ``first`` and every ``every``-th.
 
@@ -43,13 +58,15 @@ class SkipLog:
         self.logger, self.what, self.first, self.every = logger, what, first, every
         self.reasons: dict[str, str] = {}
         self.count = 0
+        self.counts: Counter[str] = Counter()  # kind -> skips (see skip_kind)
 
-    def record(self, ref: object, reason: str) -> None:
-        """Count one skip of ``ref`` (logged when among the first or a multiple of ``every``)."""
+    def record(self, ref: object, reason: str, kind: str = "unreadable") -> None:
+        """Count one skip of ``ref`` under ``kind`` (logged when among the first or a multiple of ``every``)."""
         self.count += 1
+        self.counts[kind] += 1
         self.reasons.setdefault(str(ref), reason)
         if self.count <= self.first or self.count % self.every == 0:
-            self.logger.warning("skipping unreadable %s %s (%s); %d skipped so far", self.what, ref, reason, self.count)
+            self.logger.warning("skipping %s %s %s (%s); %d skipped so far", kind.replace("_", "-"), self.what, ref, reason, self.count)
 
     def examples(self, limit: int = 100) -> dict[str, str]:
         """The first ``limit`` skipped references with their reasons."""

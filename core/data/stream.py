@@ -28,7 +28,7 @@ from typing import Any
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
-from core.data.skips import UNREADABLE_ERRORS, SkipLog
+from core.data.skips import UNREADABLE_ERRORS, SkipLog, skip_kind
 
 __all__ = ["worker_id", "shuffled", "EpochPlan", "plan_epoch", "EpochDecoder", "DecodeStage", "ShardStream", "make_shard_stream"]
 
@@ -104,7 +104,7 @@ class DecodeStage:
                 yield decode(sample)
             except UNREADABLE_ERRORS as err:
                 where = f"{sample.get('__key__', '?')} from {sample.get('__url__', '?')}"
-                self.skips.record(where, f"{type(err).__name__}: {err}")
+                self.skips.record(where, f"{type(err).__name__}: {err}", skip_kind(err))
 
 
 class ShardStream(IterableDataset):

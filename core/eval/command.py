@@ -94,14 +94,16 @@ def evaluate_checkpoint(settings: EvalSettings) -> dict[str, Any]:
     tick = time.perf_counter()
     loaded = load_autoencoder(settings.checkpoint, modality=modality.name, use_ema=settings.use_ema)
     model = loaded.model.to(device).eval()
+    suite = modality.reconstruction_metrics(settings, device)
+    notes.extend(suite.notes)
     extractor = None
     if settings.fid:
-        if modality.feature_extractor is None:
+        if suite.features is not None:
+            extractor = suite.features
+        elif modality.feature_extractor is None:
             notes.append(f"rFID skipped: modality '{modality.name}' has no feature extractor")
         else:
             extractor = modality.feature_extractor(device)
-    suite = modality.reconstruction_metrics(settings, device)
-    notes.extend(suite.notes)
     samples = modality.select_eval_samples(settings.sample_request())
     timer.add("load", tick)
 

@@ -48,11 +48,14 @@ class MetricSuite:
         make: builds a fresh list of accumulators (one list per decode step count).
         notes: remarks for the report (e.g. a metric skipped and how to enable it).
         protocol: JSON-ready definitions of the metrics, copied into the report.
+        features: a feature extractor configured by this run's settings (video: the user's ``i3d=`` file),
+            used by the offline command instead of ``Modality.feature_extractor``; None: the modality's.
     """
 
     make: Callable[[], list[ReconstructionMetric]]
     notes: tuple[str, ...] = ()
     protocol: dict[str, str] = field(default_factory=dict)
+    features: FeatureExtractor | None = None
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,8 @@ def evaluate_reconstructions(
         tick = time.perf_counter()
         real = real_bank.features()
         for n in steps:
-            results[step_key(n)]["rfid"] = frechet_distance(real, fake_banks[n].features())
+            # the extractor names its distance (video: "rfvd"); Inception features give "rfid"
+            results[step_key(n)][getattr(features, "metric_name", "rfid")] = frechet_distance(real, fake_banks[n].features())
         timer.add("fid_distance", tick)
     return ReconstructionResult(
         metrics=results, num_samples=evaluated, unreadable=unreadable, num_features=len(real_bank) if features is not None else 0,

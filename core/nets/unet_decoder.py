@@ -11,6 +11,8 @@ The output is the velocity-type prediction ``u`` with ``out_channels`` channels.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -22,11 +24,13 @@ __all__ = ["UNetDecoder"]
 
 
 class TimeResBlock(nn.Module):
-    """ResBlock with time scale/shift on the second norm; optional ×2 down/up resampling."""
+    """ResBlock with time scale/shift on the second norm; optional down/up resampling by ``factor``."""
 
-    def __init__(self, dims: int, c_in: int, c_out: int, t_dim: int, num_groups: int, resample: str = "none") -> None:
+    def __init__(
+        self, dims: int, c_in: int, c_out: int, t_dim: int, num_groups: int, resample: str = "none", factor: int = 2,
+    ) -> None:
         super().__init__()
-        self.resample = resample
+        self.resample, self.factor = resample, factor
         self.norm1 = group_norm(c_in, num_groups)
         self.conv1 = conv_nd(dims, c_in, c_out, 3, padding=1)
         self.t_proj = nn.Linear(t_dim, 2 * c_out)
@@ -36,9 +40,9 @@ class TimeResBlock(nn.Module):
 
     def _resample(self, x: Tensor) -> Tensor:
         if self.resample == "down":
-            return avg_pool_nd(x, 2)
+            return avg_pool_nd(x, self.factor)
         if self.resample == "up":
-            return F.interpolate(x, scale_factor=2.0, mode="nearest")
+            return F.interpolate(x, scale_factor=float(self.factor), mode="nearest")
         return x
 
     def forward(self, x: Tensor, t_emb: Tensor) -> Tensor:
@@ -63,6 +67,9 @@ class UNetDecoder(nn.Module):
         down_blocks, mid_blocks, up_blocks: ResBlocks per down stage / middle / up stage.
         pe_dim, t_dim: sinusoidal feature count and time-embedding width.
         num_groups: GroupNorm groups (reduced automatically for narrow layers).
+        resample_factors: down/up factor between consecutive stages, one per stage boundary
+            (``len(stage_channels) - 1`` entries; default all 2). Audio uses e.g. ``(2, 4, 5, 8)`` so a
+            hop-320 latent sits at the lowest stage with 5 stages instead of 9.
     """
 
     def __init__(
@@ -79,13 +86,17 @@ class UNetDecoder(nn.Module):
         t_dim: int = 1280,
         num_groups: int = 32,
         shape_rule: ShapeRule | None = None,
+        resample_factors: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims)
+        factors = _resolve_resample_factors(len(stage_channels), resample_factors)
         d, g = spatial_dims, num_groups
         self.spatial_dims, self.in_channels, self.latent_channels = d, in_channels, latent_channels
         self.shape_rule = _resolve_rule(spatial_dims, upsample_factor, shape_rule)
-        self.resample_levels = len(stage_channels) - 1  # x2 poolings: data sizes must be multiples of 2**levels
+        self.resample_factors = factors
+        self.resample_levels = len(stage_channels) - 1
+        self.size_multiple = math.prod(factors)  # poolings: data sizes must be multiples of their product
         self.time_embed = SinusoidalTimeEmbedding(pe_dim, t_dim)
         self.stem = conv_nd(d, in_channels + latent_channels, stage_channels[0], 3, padding=1)
 
@@ -98,7 +109,7 @@ class UNetDecoder(nn.Module):
                 c = width
                 skip_channels.append(c)
             if i != len(stage_channels) - 1:
-                self.down.append(TimeResBlock(d, c, c, t_dim, g, resample="down"))
+                self.down.append(TimeResBlock(d, c, c, t_dim, g, resample="down", factor=factors[i]))
                 skip_channels.append(c)
         self.mid = nn.ModuleList(TimeResBlock(d, c, c, t_dim, g) for _ in range(mid_blocks))
         self.up = nn.ModuleList()
@@ -110,7 +121,7 @@ class UNetDecoder(nn.Module):
                 self.up_concat.append(True)
                 c = width
             if i != 0:
-                self.up.append(TimeResBlock(d, c, c, t_dim, g, resample="up"))
+                self.up.append(TimeResBlock(d, c, c, t_dim, g, resample="up", factor=factors[i - 1]))
                 self.up_concat.append(False)
         if skip_channels:
             raise ValueError(
@@ -124,7 +135,7 @@ class UNetDecoder(nn.Module):
         z_up = upsample_nearest(z.to(x_t.dtype), self.shape_rule)
         if z_up.shape[2:] != x_t.shape[2:]:
             raise ValueError(f"latent {tuple(z.shape)} does not match x_t {tuple(x_t.shape)} at {self.shape_rule.describe()}")
-        stride = 2**self.resample_levels
+        stride = self.size_multiple
         if any(s % stride for s in x_t.shape[2:]):
             raise ValueError(
                 f"UNetDecoder with {self.resample_levels + 1} stages needs data sizes that are multiples of {stride}, got "
@@ -160,3 +171,15 @@ def _resolve_rule(spatial_dims: int, upsample_factor: int | None, shape_rule: Sh
     if shape_rule.dims != spatial_dims:
         raise ValueError(f"shape_rule covers {shape_rule.dims} axes but spatial_dims is {spatial_dims}")
     return shape_rule
+
+
+def _resolve_resample_factors(num_stages: int, factors: tuple[int, ...] | None) -> tuple[int, ...]:
+    if factors is None:
+        return (2,) * (num_stages - 1)
+    factors = tuple(int(f) for f in factors)
+    if len(factors) != num_stages - 1 or any(f < 1 for f in factors):
+        raise ValueError(
+            f"resample_factors needs one integer >= 1 per stage boundary ({num_stages - 1} for {num_stages} "
+            f"stage_channels), got {factors}; e.g. resample_factors={(2,) * (num_stages - 1)}"
+        )
+    return factors

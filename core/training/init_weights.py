@@ -28,6 +28,20 @@ def _read(directory: str) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
+def _convert(model: DiffusionAutoencoder, source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Let the encoder / decoder translate foreign tensors into their format (a video network
+    inflating an image export) through an optional ``convert_weights(state) -> state`` method."""
+    for name in ("encoder", "decoder"):
+        convert = getattr(getattr(model, name), "convert_weights", None)
+        head = f"{name}."
+        part = {k[len(head):]: v for k, v in source.items() if k.startswith(head)}
+        if convert is None or not part:
+            continue
+        source = {k: v for k, v in source.items() if not k.startswith(head)}
+        source.update({head + k: v for k, v in convert(part).items()})
+    return source
+
+
 @torch.no_grad()
 def load_weights_into(model: DiffusionAutoencoder, directory: str, *, prefix: str = "") -> list[str]:
     """Copy the tensors of ``directory`` whose names start with ``prefix`` into ``model``.
@@ -38,7 +52,7 @@ def load_weights_into(model: DiffusionAutoencoder, directory: str, *, prefix: st
     Raises:
         CheckpointMismatchError: missing tensors or shape mismatches, listed by name.
     """
-    source = {k: v for k, v in _read(directory).items() if k.startswith(prefix)}
+    source = {k: v for k, v in _convert(model, _read(directory)).items() if k.startswith(prefix)}
     target = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
     missing = [k for k in target if k not in source and not k.startswith(_OPTIONAL_PREFIX)]
     unexpected = [k for k in source if k not in target and not k.startswith(_OPTIONAL_PREFIX)]
