@@ -5,7 +5,8 @@ Euler steps at the end; then a one-step student distilled from that export, agai
 
     python -m recipes.video.cpu_evidence                                       # teacher (plain objective)
     python -m recipes.video.cpu_evidence distill.enabled=true name=video_cpu_evidence_distill \\
-        distill.teacher=outputs/video_cpu_evidence/export model.sampling.num_steps=1 trainer.max_steps=100
+        distill.teacher=outputs/video_cpu_evidence/export model.sampling.num_steps=1 trainer.max_steps=30 \\
+        trainer.eval_every_n_steps=10
 
 Writes ``metrics.json`` (final metrics per step count, the in-training history, and for a
 distillation the teacher's 1- and 12-step metrics on the same clip), ``reconstructions.png`` and
@@ -29,10 +30,10 @@ EVAL_STEPS = (1, 10, 50)
 EVIDENCE_DELTAS = {
     "output_dir": "outputs/${name}",  # follows name= (the distillation leg in the docstring)
     "data.options": {**video_data_options(9, frame_stride=2), "samples_per_epoch": 256},  # 2 videos: no 1-batch epochs
-    "trainer.max_steps": 600,
-    "trainer.checkpoint_every_n_steps": 600,
-    "trainer.preview_every_n_steps": 600,
-    "trainer.eval_every_n_steps": 150,  # held-out metrics four times over the run
+    "trainer.max_steps": 200,  # about 20 min on a shared 2-core machine
+    "trainer.checkpoint_every_n_steps": 200,
+    "trainer.preview_every_n_steps": 200,
+    "trainer.eval_every_n_steps": 50,  # held-out metrics four times over the run
     "trainer.eval_steps": [1, 10],
 }
 
