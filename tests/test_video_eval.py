@@ -53,6 +53,7 @@ def test_evaluate_command_on_the_bundled_clips(video_tokenizer, tmp_path, capsys
         assert {"psnr_per_frame", "psnr_dataset", "ssim", "psnr_frame0", "temporal_l1"} <= set(metrics)
         assert metrics["num_frames"] == 3 * 9 and "rfvd" not in metrics and 0 < metrics["psnr_per_frame"] < 60
     assert any("rFVD skipped: pass i3d=PATH" in note for note in report["notes"]) and not report["fid"]["computed"]
+    assert not any("rFID skipped" in note for note in report["notes"])  # one note on the missing Fréchet distance
     assert "9 frames at stride 2" in report["protocol"]["eval_transform"]
     arrays = __import__("numpy").load(out / "arrays.npz")
     assert arrays["original"].shape == (3, 9, 16, 16, 3)  # (clip, T, H, W, RGB): channels last
