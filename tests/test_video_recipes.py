@@ -144,3 +144,14 @@ def test_distill_recipe_trains_one_step_from_a_teacher_export(tmp_path, monkeypa
     changed = [k for k, v in student.state_dict().items() if k.startswith("decoder.") and not torch.equal(v, teacher_state[k])]
     frozen = [k for k, v in student.state_dict().items() if k.startswith("encoder.") and not torch.equal(v, teacher_state[k])]
     assert changed and not frozen  # the student's decoder learned; the encoder stayed the teacher's
+
+
+def test_cpu_evidence_recipe_scores_held_out_clips_four_times_and_follows_its_name():
+    from recipes.video import cpu_evidence
+
+    cfg = compose_recipe(cpu_evidence.RECIPE)
+    cpu_evidence.RECIPE.check(cfg)  # data.demo is part of the recipe
+    assert cfg.trainer.max_steps // cfg.trainer.eval_every_n_steps == 4 and list(cfg.trainer.eval_steps) == [1, 10]
+    assert cfg.data.options.samples_per_epoch > cfg.data.batch_size and cpu_evidence.EVAL_STEPS == (1, 10, 50)
+    student = compose_recipe(cpu_evidence.RECIPE, ["distill.enabled=true", "name=student", "distill.teacher=outputs/t/export"])
+    assert student.output_dir == "outputs/student"

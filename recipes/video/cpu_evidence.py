@@ -5,8 +5,8 @@ Euler steps at the end; then a one-step student distilled from that export, agai
 
     python -m recipes.video.cpu_evidence                                       # teacher (plain objective)
     python -m recipes.video.cpu_evidence distill.enabled=true name=video_cpu_evidence_distill \\
-        distill.teacher=outputs/video_cpu_evidence/export model.sampling.num_steps=1 trainer.max_steps=30 \\
-        trainer.eval_every_n_steps=10
+        distill.teacher=outputs/video_cpu_evidence/export model.sampling.num_steps=1 trainer.max_steps=20 \\
+        trainer.eval_every_n_steps=10 trainer.checkpoint_every_n_steps=20 trainer.preview_every_n_steps=20
 
 Writes ``metrics.json`` (final metrics per step count, the in-training history, and for a
 distillation the teacher's 1- and 12-step metrics on the same clip), ``reconstructions.png`` and
