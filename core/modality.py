@@ -67,6 +67,8 @@ class Modality:
         cache_inputs: ``settings -> CacheInputs``: the samples ``cache_latents`` encodes, in order (``settings``:
             the modality's ``tool_settings.cache_latents`` instance).
         tool_settings: settings dataclasses of the offline commands (:class:`ToolSettings`).
+        sample_extent: ``data_config -> sizes`` of one training sample's axes after ``C`` (video: frames, height,
+            width). None: ``(data.size,) * spatial_dims``. Sizes the latent grid of a generator trained on the fly.
         defaults: extra modality defaults (free-form, read by recipes).
     """
 
@@ -86,7 +88,14 @@ class Modality:
     select_eval_samples: Callable[[SampleRequest], EvalSamples] | None = None
     cache_inputs: Callable[[Any], CacheInputs] | None = None
     tool_settings: ToolSettings = field(default_factory=ToolSettings)
+    sample_extent: Callable[[Any], tuple[int, ...]] | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
+
+    def data_extent(self, data_config: Any) -> tuple[int, ...]:
+        """Axis sizes (after ``C``) of one training sample under ``data_config`` (see ``sample_extent``)."""
+        if self.sample_extent is not None:
+            return tuple(int(n) for n in self.sample_extent(data_config))
+        return (int(data_config.size),) * self.spatial_dims
 
     def require_hooks(self, tool: str, *names: str) -> None:
         """Raise naming the unset fields when this modality cannot run ``tool``."""

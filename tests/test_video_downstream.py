@@ -44,3 +44,15 @@ def test_latent_dit_trains_on_video_latents_and_decodes_a_sample_clip():
     )
     assert sample.shape == (2, *CLIP) and torch.isfinite(sample).all()
     assert sample.min() >= -1 and sample.max() <= 1 and sample.std() > 0
+
+
+def test_generator_on_the_fly_sizes_its_latent_grid_from_the_clip_length():
+    """``resolve_generator_config`` without a latent cache: the time axis comes from ``num_frames``, not ``data.size``."""
+    from core.training.config import DataConfig
+    from core.training.generator_config import GeneratorExperimentConfig
+    from core.training.generator_run import resolve_generator_config
+
+    tokenizer = build_autoencoder(video_dito_config("tiny"), with_loss_terms=False)
+    cfg = GeneratorExperimentConfig(tokenizer="unused", data=DataConfig(demo=True, size=16, options={"num_frames": 9, "labels": "folder"}))
+    resolved = resolve_generator_config(cfg, tokenizer)
+    assert (resolved.spatial_dims, resolved.latent_channels, list(resolved.latent_size)) == (3, 16, [3, 2, 2])

@@ -62,7 +62,7 @@ def test_suite_notes_and_training_keys():
         fid = True
 
     offline = video_metric_suite(Settings(), torch.device("cpu"))
-    assert offline.features is None and I3D_NOTE in offline.notes and any("per-frame LPIPS skipped" in n for n in offline.notes)
+    assert offline.features is None and offline.features_note == I3D_NOTE and any("per-frame LPIPS skipped" in n for n in offline.notes)
     training = video_metric_suite(None, torch.device("cpu"))
     metrics = training.make()
     x = from_uint8(_clips())

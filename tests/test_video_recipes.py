@@ -96,3 +96,62 @@ def test_one_distillation_step_through_core_training():
     _fit(module, _batches()[:2])
     assert _changed(before, student, "decoder.") and not _changed(before, student, "encoder.")  # encoder frozen
     assert student.decode(student.encode(_batches()[0]).latent_dist.mode(), 1).sample.shape == (2, 3, 17, 16, 16)
+
+
+# --- end to end: each recipe through core's run on the real data path (data.demo=true, bundled clips) ---
+
+TINY_RUN = ["data.demo=true", "data.size=16", "data.batch_size=2", "data.num_workers=0", "data.options.num_frames=5",
+            "data.options.frame_stride=2", "trainer.max_steps=1", "trainer.accelerator=cpu", "trainer.devices=1",
+            "trainer.progress_bar=false", "trainer.log_every_n_steps=1", "trainer.checkpoint_every_n_steps=1",
+            "trainer.preview_every_n_steps=1", "trainer.preview_count=1", "trainer.preview_steps=1", "trainer.eval_every_n_steps=0"]
+TINY_MODEL = ["model.encoder.kwargs.size=tiny", "model.decoder.name=video_dito_tiny"]
+
+
+def _run(recipe, tmp_path, monkeypatch, overrides: list[str]):
+    """Compose ``recipe`` with the tiny overrides, check it like the command line does, train it, and load its export."""
+    pytest.importorskip("decord")
+    from core.pretrained import from_pretrained
+    from core.training.run import train
+
+    monkeypatch.setenv("DIFFTOK_CACHE", str(tmp_path / "cache"))
+    cfg = compose_recipe(recipe, [*TINY_RUN, f"output_dir={tmp_path / 'run'}", *overrides])
+    recipe.check(cfg)
+    result = train(cfg)
+    assert result.global_step == 1 and result.previews and result.previews[0].with_suffix(".gif").is_file()
+    return cfg, from_pretrained(result.export_dir, modality="video")
+
+
+@pytest.mark.parametrize("objective", ["plain", "noise_sync"])
+def test_quickstart_trains_one_step_on_the_bundled_clips(objective, tmp_path, monkeypatch, one_thread):
+    extra = ["model.noise_sync.p=0.1"] if objective == "noise_sync" else []
+    cfg, tok = _run(quickstart.RECIPE, tmp_path, monkeypatch, extra)
+    assert (tok.noise_sync is not None) == (objective == "noise_sync") and cfg.data.demo
+    clip = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    assert tok.reconstruct(clip, num_steps=1).sample.shape == clip.shape
+
+
+def test_distill_recipe_trains_one_step_from_a_teacher_export(tmp_path, monkeypatch, one_thread):
+    from core.pretrained import save_pretrained
+
+    torch.manual_seed(0)
+    teacher = save_pretrained(build_autoencoder(video_dito_config("tiny"), with_loss_terms=False), tmp_path / "teacher")
+    cfg, student = _run(distill.RECIPE, tmp_path, monkeypatch,
+                        [*TINY_MODEL, f"distill.teacher={teacher}", "distill.sampling.teacher_steps=2"])
+    assert cfg.distill.enabled and student.sampling.num_steps == 1
+    from core.pretrained import from_pretrained
+
+    teacher_state = from_pretrained(teacher, modality="video").state_dict()
+    changed = [k for k, v in student.state_dict().items() if k.startswith("decoder.") and not torch.equal(v, teacher_state[k])]
+    frozen = [k for k, v in student.state_dict().items() if k.startswith("encoder.") and not torch.equal(v, teacher_state[k])]
+    assert changed and not frozen  # the student's decoder learned; the encoder stayed the teacher's
+
+
+def test_cpu_evidence_recipe_scores_held_out_clips_four_times_and_follows_its_name():
+    from recipes.video import cpu_evidence
+
+    cfg = compose_recipe(cpu_evidence.RECIPE)
+    cpu_evidence.RECIPE.check(cfg)  # data.demo is part of the recipe
+    assert cfg.trainer.max_steps // cfg.trainer.eval_every_n_steps == 4 and list(cfg.trainer.eval_steps) == [1, 10]
+    assert cfg.data.options.samples_per_epoch > cfg.data.batch_size and cpu_evidence.EVAL_STEPS == (1, 10, 50)
+    student = compose_recipe(cpu_evidence.RECIPE, ["distill.enabled=true", "name=student", "distill.teacher=outputs/t/export"])
+    assert student.output_dir == "outputs/student"

@@ -100,6 +100,8 @@ def evaluate_checkpoint(settings: EvalSettings) -> dict[str, Any]:
     if settings.fid:
         if suite.features is not None:
             extractor = suite.features
+        elif suite.features_note:
+            notes.append(suite.features_note)
         elif modality.feature_extractor is None:
             notes.append(f"rFID skipped: modality '{modality.name}' has no feature extractor")
         else:

@@ -50,12 +50,15 @@ class MetricSuite:
         protocol: JSON-ready definitions of the metrics, copied into the report.
         features: a feature extractor configured by this run's settings (video: the user's ``i3d=`` file),
             used by the offline command instead of ``Modality.feature_extractor``; None: the modality's.
+        features_note: why ``features`` is None and how to enable it (video: pass ``i3d=``); reported instead
+            of the generic "no feature extractor" note.
     """
 
     make: Callable[[], list[ReconstructionMetric]]
     notes: tuple[str, ...] = ()
     protocol: dict[str, str] = field(default_factory=dict)
     features: FeatureExtractor | None = None
+    features_note: str | None = None
 
 
 @dataclass(frozen=True)

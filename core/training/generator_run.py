@@ -68,7 +68,8 @@ def resolve_generator_config(cfg: GeneratorExperimentConfig, tokenizer: Diffusio
             )
     else:
         channels = tokenizer.latent_channels
-        grid = list(tokenizer.latent_shape((tokenizer.in_channels, *[cfg.data.size] * tokenizer.spatial_dims))[1:])
+        extent = get_modality(tokenizer.config.modality).data_extent(cfg.data)  # video: (num_frames, size, size)
+        grid = list(tokenizer.latent_shape((tokenizer.in_channels, *extent))[1:])
     if channels != tokenizer.latent_channels or len(grid) != tokenizer.spatial_dims:
         raise ValueError(
             f"cached latents have shape {(channels, *grid)} but the tokenizer makes {tokenizer.latent_channels}-channel "

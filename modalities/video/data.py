@@ -36,7 +36,7 @@ from modalities.video.reader import VideoSource, open_video
 log = logging.getLogger("difftok.video")
 
 __all__ = ["VIDEO_EXTENSIONS", "SHARD_VIDEO_EXTENSIONS", "DEMO_TRAIN", "DEMO_VAL", "bundled_clip", "export_demo_videos",
-           "VideoDataOptions", "VideoCheck", "video_data_spec", "MixedImageCollate", "VideoDataModule"]
+           "VideoDataOptions", "VideoCheck", "video_data_spec", "video_sample_extent", "MixedImageCollate", "VideoDataModule"]
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 SHARD_VIDEO_EXTENSIONS = tuple(e.lstrip(".") for e in VIDEO_EXTENSIONS)
@@ -177,6 +177,12 @@ class MixedImageCollate:
         if float(torch.rand(())) < self.image_ratio:
             batch["x"] = batch["x"][:, :, :1].contiguous()
         return batch
+
+
+def video_sample_extent(cfg: Any) -> tuple[int, int, int]:
+    """``(num_frames, size, size)`` of one training clip under data config ``cfg`` (the modality's ``sample_extent``)."""
+    options = parse_options(VideoDataOptions, cfg.options)
+    return options.num_frames, int(cfg.size), int(cfg.size)
 
 
 class VideoDataModule(SampleDataModule):

@@ -107,14 +107,15 @@ def video_metric_suite(settings: Any | None, device: torch.device) -> MetricSuit
 
     notes = [note.replace("LPIPS skipped", "per-frame LPIPS skipped") for note in image_suite.notes]
     i3d = getattr(settings, "i3d", None)
-    features = None
+    features, features_note = None, None
     if settings is not None and getattr(settings, "fid", True):  # fid=false: no Fréchet distance at all
         if i3d:
             features = I3DFeatures(i3d, device)
             log.info("rFVD with I3D file %s (sha256 %s)", i3d, features.info["i3d_sha256"])
         else:
-            notes.append(I3D_NOTE)
-    return MetricSuite(make=make, notes=tuple(notes), protocol=VIDEO_METRIC_DEFINITIONS, features=features)
+            features_note = I3D_NOTE  # the one note on the missing Fréchet distance (not core's generic rFID one)
+    return MetricSuite(make=make, notes=tuple(notes), protocol=VIDEO_METRIC_DEFINITIONS, features=features,
+                       features_note=features_note)
 
 
 def video_reconstruction_metrics(reference: Tensor, reconstruction: Tensor) -> dict[str, float]:

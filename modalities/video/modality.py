@@ -13,7 +13,7 @@ from core.data.datamodule import SampleDataset
 from core.modality import Modality, ToolSettings
 from core.registry import MODALITIES
 from modalities.image.preview import EIGHT_BIT
-from modalities.video.data import VideoDataModule
+from modalities.video.data import VideoDataModule, video_sample_extent
 from modalities.video.eval_suite import (VideoCacheLatentsSettings, VideoEvalSettings, VideoLatentStatsSettings, select_video_samples,
                                          video_cache_inputs)
 from modalities.video.metrics import video_metric_suite
@@ -51,6 +51,7 @@ def video() -> Modality:
         write_grid=save_clip_grid,
         select_eval_samples=select_video_samples,
         cache_inputs=video_cache_inputs,
+        sample_extent=video_sample_extent,
         tool_settings=ToolSettings(evaluate=VideoEvalSettings, latent_stats=VideoLatentStatsSettings,
                                    cache_latents=VideoCacheLatentsSettings),
     )
