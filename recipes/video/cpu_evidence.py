@@ -10,7 +10,7 @@ Euler steps at the end; then a one-step student distilled from that export, agai
 
 Writes ``metrics.json`` (final metrics per step count, the in-training history, and for a
 distillation the teacher's 1- and 12-step metrics on the same clip), ``reconstructions.png`` and
-``loss.png`` under ``outputs/<name>``. The numbers in docs/_evidence_video.md come from these commands.
+``loss.png`` under ``outputs/<name>``. The numbers in docs/benchmarks.md ("Video CPU evidence") come from these commands.
 """
 
 from __future__ import annotations
