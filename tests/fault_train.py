@@ -121,13 +121,14 @@ def generator_config():
     from core.generation.config import GeneratorConfig
     from core.training.config import DataConfig, EMAConfig, OptimConfig
     from core.training.generator_config import GeneratorExperimentConfig, GeneratorSampleConfig
+    from modalities.image.demo import DEMO_TRAIN
 
     latents = SPEC["data"] if SPEC["kind"] == "latent" else None
     data = DataConfig(root=None if latents else SPEC["data"], size=32, batch_size=4, num_workers=SPEC.get("workers", 0),
                       options={"resize": 32, "labels": "file", "cache": True})
     return GeneratorExperimentConfig(
         name=f"fault_{SPEC['kind']}", output_dir=SPEC["out"], tokenizer=SPEC["tokenizer"], latents=latents,
-        generator=GeneratorConfig(net=ComponentConfig("dit_tiny_2"), num_classes=8, sample_steps=2, cfg_scale=2.0), data=data,
+        generator=GeneratorConfig(net=ComponentConfig("dit_tiny_2"), num_classes=len(DEMO_TRAIN), sample_steps=2, cfg_scale=2.0), data=data,
         optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=0.0), ema=EMAConfig(enabled=True, decay=0.9, warmup=False),
         trainer=trainer_config(), sample=GeneratorSampleConfig(count=0),
     )

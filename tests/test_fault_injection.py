@@ -160,7 +160,8 @@ def test_folder_path_survives_kills_at_random_steps_and_during_checkpoint_writes
     assert not list((out / "checkpoints").glob("*-v*.ckpt")), "no versioned duplicates of step files"
     assert_bit_identical(reference, out, spec["max_steps"])
     summary = json.loads((out / "train_summary.json").read_text())
-    assert summary["segments"] == len(kills) + 1 and summary["wall_time_s"] > summary["segment_wall_time_s"]
+    # segments the final weights descend from: a segment killed before its first checkpoint is redone, its time lost
+    assert 2 <= summary["segments"] <= len(kills) + 1 and summary["wall_time_s"] > summary["segment_wall_time_s"]
 
 
 def test_shard_stream_with_two_workers_resumes_exactly(tmp_path, demo_dir):

@@ -16,6 +16,7 @@ from core.training.cli import compose_recipe
 from core.training.config import DataConfig, EMAConfig, OptimConfig, TrainerConfig
 from core.training.generator_config import GeneratorExperimentConfig, GeneratorSampleConfig
 from core.training.generator_run import decode_samples, train_generator
+from modalities.image.demo import DEMO_TRAIN
 from recipes.image.latent_dit_common import DIT_RECIPE_SIZES, LatentDiTSetupError, check_latent_dit_inputs, latent_dit_recipe
 from tests.conftest import tiny_config
 
@@ -32,7 +33,7 @@ def tiny_tokenizer(tmp_path_factory) -> Path:
 def tiny_run(tmp_path: Path, tokenizer: Path, **overrides) -> GeneratorExperimentConfig:
     cfg = GeneratorExperimentConfig(
         name="tiny_dit", output_dir=str(tmp_path / "run"), tokenizer=str(tokenizer),
-        generator=GeneratorConfig(net=ComponentConfig("dit_tiny_2"), num_classes=8, sample_steps=4, cfg_scale=2.0),
+        generator=GeneratorConfig(net=ComponentConfig("dit_tiny_2"), num_classes=len(DEMO_TRAIN), sample_steps=4, cfg_scale=2.0),  # labels=file
         data=DataConfig(demo=True, size=32, batch_size=4, num_workers=0,
                         options={"resize": 32, "train_crop": "center", "labels": "file", "cache": True}),
         optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=0.0),
@@ -134,14 +135,15 @@ def test_cache_then_train_round_trip(tmp_path, tiny_tokenizer, demo_dir, one_thr
     cache_main([f"tokenizer={tiny_tokenizer}", f"data.root={demo_dir / 'train'}", "labels=file", "size=32",
                 f"out={cache}", "batch_size=4", "num_workers=0", "samples_per_shard=3", "flip=true"])
     cached = load_all_latents(cache)
-    assert cached.mean.shape == (8, 4, 8, 8) and sorted(set(cached.labels.tolist())) == list(range(8))
+    n = len(DEMO_TRAIN)
+    assert cached.mean.shape == (n, 4, 8, 8) and sorted(set(cached.labels.tolist())) == list(range(n))
 
     cfg = tiny_run(tmp_path, tiny_tokenizer, latents=str(cache))
     cfg.trainer.max_steps = 40
     cfg.optim.lr = 3e-3
     cfg.data.batch_size = 8
     result = train_generator(cfg)
-    assert result.global_step == 40 and load_generator(result.export_dir).config.num_classes == 8
+    assert result.global_step == 40 and load_generator(result.export_dir).config.num_classes == n
 
     # the training batches are cached latents (either flip) with their labels
     batch = next(iter(result.datamodule.train_dataloader()))
