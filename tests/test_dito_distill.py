@@ -123,7 +123,7 @@ def test_cpu_distill_evidence_is_the_cpu_evidence_run_with_the_distillation_stag
 def test_held_out_tiles_cover_each_photograph_without_overlap(demo_dir):
     from PIL import Image
 
-    from recipes.image.held_out_crops import held_out_crops
+    from recipes.image.report import held_out_crops
 
     photo = demo_dir / "val" / "coffee.png"  # 600x400 -> 480x320 at a shorter side of 320: 7 x 5 tiles
     tiles = held_out_crops([photo], size=64, resize=320)
@@ -140,7 +140,7 @@ def test_tile_scores_rank_a_sharp_decode_above_a_blurred_one():
     """The score_crops columns on a fake tokenizer whose 2-step decode is exact and 1-step decode blurred."""
     from types import SimpleNamespace
 
-    from recipes.image.held_out_crops import crop_table, score_crops
+    from recipes.image.report import crop_table, score_crops
 
     class Fake:
         def encode(self, x):
@@ -151,7 +151,7 @@ def test_tile_scores_rank_a_sharp_decode_above_a_blurred_one():
             return SimpleNamespace(sample=z if n == 2 else blurred)
 
     crops = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    scores = score_crops(Fake(), crops, [1, 2])
+    scores = score_crops(Fake(), crops, [1, 2], min_rfid_crops=2)  # rFID on 6 crops only to test its column
     blurred, sharp = scores["steps_1"], scores["steps_2"]
     assert sharp["psnr_mean_per_image"] > 40 and blurred["psnr_mean_per_image"] < 30
     assert sharp["hf_ratio"] == pytest.approx(1.0) and blurred["hf_ratio"] < 0.5

@@ -55,7 +55,7 @@ def build_config() -> ExperimentConfig:
 def write_report(cfg: Any, result: TrainResult) -> dict[str, Any]:
     """Student (1 step) vs teacher (50 and 10 steps) vs undistilled (teacher, 1 step) on the held-out tiles."""
     from core.pretrained import from_pretrained
-    from recipes.image.held_out_crops import crop_table
+    from recipes.image.report import crop_table
 
     student = from_pretrained(result.export_dir, modality="image").eval()
     teacher = from_pretrained(cfg.distill.teacher, modality="image").eval()

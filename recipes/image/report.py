@@ -23,7 +23,7 @@ from torch import Tensor
 from core.training.run import to_experiment_config
 from core.training.skeleton import TrainResult
 
-__all__ = ["CropSet", "held_out_crops", "score_crops", "write_reconstruction_report", "eval_history"]
+__all__ = ["CropSet", "MIN_RFID_CROPS", "held_out_crops", "score_crops", "crop_table", "write_reconstruction_report", "eval_history"]
 
 MIN_RFID_CROPS = 64  # below this the Inception statistics of a few images say little
 
@@ -81,12 +81,12 @@ def _batches(x: Tensor, batch_size: int) -> Iterator[dict[str, Tensor]]:
 
 
 def score_crops(
-    tokenizer: Any, crops: Tensor, steps: Sequence[int], *, seed: int, rfid: bool, min_rfid_crops: int = MIN_RFID_CROPS,
+    tokenizer: Any, crops: Tensor, steps: Sequence[int], *, seed: int = 0, rfid: bool = True, min_rfid_crops: int = MIN_RFID_CROPS,
     batch_size: int = 16,
 ) -> dict[str, Any]:
-    """PSNR, SSIM, high-frequency energy ratios and (with ``rfid`` and at least ``min_rfid_crops``
-    crops) rFID of ``tokenizer``'s reconstructions of ``crops`` with each step count:
-    ``{"steps_<n>": {...}}`` plus ``num_crops``, ``rfid_note`` and the time of each phase."""
+    """PSNR, SSIM, high-frequency energy ratios, decode seconds per crop and (with ``rfid`` and at
+    least ``min_rfid_crops`` crops) rFID of ``tokenizer``'s reconstructions of ``crops`` with each
+    step count: ``{"steps_<n>": {...}}`` plus ``num_crops``, ``rfid_note`` and the time of each phase."""
     from core.eval.reconstruction import evaluate_reconstructions
     from core.eval.runtime import PhaseTimer
     from modalities.image.fid import image_feature_extractor
@@ -101,12 +101,31 @@ def score_crops(
         tokenizer, _batches(crops, batch_size), steps=tuple(steps), metrics=lambda: [ReconstructionMetrics(), HighFrequencyEnergy()],
         seed=seed, quantization=EIGHT_BIT, features=features, timer=timer,
     )
+    for n in steps:
+        evaluation.metrics[f"steps_{n}"]["decode_s_per_crop"] = timer.totals[f"decode_steps_{n}"] / len(crops)
     return {
         **evaluation.metrics,
         "num_crops": len(crops),
         "rfid_note": "" if with_rfid or not rfid else f"rFID skipped: {len(crops)} crops, fewer than {min_rfid_crops}",
         "timing_s": timer.rounded(),
     }
+
+
+def crop_table(rows: dict[str, dict[str, float]], num_crops: int) -> str:
+    """A markdown table, one row per ``label -> metrics`` (one step count's entry of :func:`score_crops`;
+    ``rfid`` and ``hf_error_ratio`` are optional: nan when absent)."""
+    note = "" if num_crops >= MIN_RFID_CROPS else f" (only {num_crops} crops: noisy)"
+    lines = [
+        f"| decode | PSNR (dB, mean per crop) | PSNR (dataset) | SSIM | rFID ({num_crops} crops){note} | HF ratio | HF error ratio | decode s/crop |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    nan = float("nan")
+    for label, m in rows.items():
+        lines.append(
+            f"| {label} | {m['psnr_mean_per_image']:.2f} | {m['psnr_dataset']:.2f} | {m['ssim']:.3f} | {m.get('rfid', nan):.1f} | "
+            f"{m['hf_ratio']:.2f} | {m.get('hf_error_ratio', nan):.2f} | {m['decode_s_per_crop']:.4f} |"
+        )
+    return "\n".join(lines)
 
 
 def _summary_line(n: int, m: dict[str, float]) -> str:
