@@ -19,16 +19,15 @@ Prints a table and writes JSON (default ``benchmarks/results/audio_decode_throug
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import torch
 
+from benchmarks.decode_table import Column, add_timing_args, median_rows, print_table, run_header, setup_device
 from benchmarks.interleave import interleaved_times
 from benchmarks.results_io import write_result
 from core.builder import build_autoencoder
@@ -104,22 +103,14 @@ def build_entries(device: torch.device, seconds: float, batch: int, steps: tuple
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_timing_args(parser, repeats=3)
     parser.add_argument("--seconds", type=float, default=None, help="clip length (default: 2 on CPU, 10 on GPU)")
-    parser.add_argument("--batch", type=int, default=None, help="default: 1 on CPU, 16 on GPU")
     parser.add_argument("--steps", default="1,10", help="comma-separated solver step counts")
     parser.add_argument("--sizes", default="s,b44k", help="comma-separated audio sizes")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--long-repeats", type=int, default=1, help="repetitions for entries with more than 10 steps")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
-    parser.add_argument("--json", default=None)
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
 
-    device = torch.device(args.device)
+    device = setup_device(args)
     gpu = device.type == "cuda"
-    if args.threads:
-        torch.set_num_threads(args.threads)
     seconds = args.seconds or (10.0 if gpu else 2.0)
     batch = args.batch or (16 if gpu else 1)
     steps = tuple(int(s) for s in args.steps.split(",") if s.strip())
@@ -129,34 +120,23 @@ def main(argv: list[str] | None = None) -> dict:
     times = interleaved_times(entries, device, repeats=args.repeats, long_repeats=args.long_repeats, warmup=args.warmup)
 
     medians = {name: statistics.median(values) for name, values in times.items()}
-    rows = []
-    for entry in entries:
-        median, clip = medians[entry.name], entry.clip_seconds
-        rows.append({
-            "model": entry.name, "steps": entry.steps, "params_M": round(entry.params / 1e6, 2),
-            "clip_s": round(clip, 4), "gflops_per_clip": round(entry.flops_per_clip / 1e9, 2), "median_s": round(median, 4),
-            "realtime_factor": round(batch * clip / median, 3),
-            "ratio_vs_oobleck": round(medians[entry.reference] / median, 3), "reference": entry.reference,
-            "repeats": len(times[entry.name]), "all_s": [round(t, 4) for t in times[entry.name]],
-        })
-    header = f"{'model':<22}{'steps':>6}{'params (M)':>12}{'GFLOP/clip':>12}{'median s':>10}{'× real time':>13}{'× Oobleck':>11}"
+    rows = median_rows(entries, times, lambda entry, median: {
+        "clip_s": round(entry.clip_seconds, 4), "gflops_per_clip": round(entry.flops_per_clip / 1e9, 2),
+        "realtime_factor": round(batch * entry.clip_seconds / median, 3),
+        "ratio_vs_oobleck": round(medians[entry.reference] / median, 3), "reference": entry.reference,
+    })
     mode = "bf16 autocast" if gpu else "fp32 eager"
-    print(f"\naudio decode throughput on {device} ({mode}), {seconds:g} s clips, batch {batch}")
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(f"{r['model']:<22}{r['steps']:>6}{r['params_M']:>12.2f}{r['gflops_per_clip']:>12.2f}{r['median_s']:>10.3f}"
-              f"{r['realtime_factor']:>13.2f}{r['ratio_vs_oobleck']:>11.2f}")
+    print_table(f"audio decode throughput on {device} ({mode}), {seconds:g} s clips, batch {batch}", [
+        Column("model", "model", "<22"), Column("steps", "steps", ">6"), Column("params (M)", "params_M", ">12.2f"),
+        Column("GFLOP/clip", "gflops_per_clip", ">12.2f"), Column("median s", "median_s", ">10.3f"),
+        Column("× real time", "realtime_factor", ">13.2f"), Column("× Oobleck", "ratio_vs_oobleck", ">11.2f"),
+    ], rows)
     result = {
-        "benchmark": "audio_decode_throughput", "date": date.today().isoformat(), "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if gpu else platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "mode": mode, "seconds": seconds,
-        "batch": batch, "steps": list(steps), "repeats": args.repeats, "long_repeats": args.long_repeats, "rows": rows,
+        **run_header("audio_decode_throughput", device, mode), "seconds": seconds, "batch": batch, "steps": list(steps),
+        "repeats": args.repeats, "long_repeats": args.long_repeats, "rows": rows,
     }
-    out = Path(args.json or Path(__file__).parent / "results" / f"audio_decode_throughput_{device.type}.json")
-    write_result(result, out)
+    write_result(result, Path(args.json or Path(__file__).parent / "results" / f"audio_decode_throughput_{device.type}.json"))
     return result
-
 
 if __name__ == "__main__":
     main()

@@ -19,16 +19,15 @@ forward times the number of steps. Prints a table and writes JSON
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import torch
 
+from benchmarks.decode_table import Column, add_timing_args, median_rows, print_table, run_header, setup_device
 from benchmarks.interleave import interleaved_times
 from benchmarks.results_io import write_result
 from core.builder import build_autoencoder
@@ -127,27 +126,16 @@ def main(argv: list[str] | None = None) -> dict | None:
 
         return sweep([a for a in argv if a != "--sweep"])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_timing_args(parser, repeats=5)
     parser.add_argument("--resolution", type=int, default=None, help="default: 128 on CPU, 256 on GPU")
-    parser.add_argument("--batch", type=int, default=None, help="default: 1 on CPU, 64 on GPU")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--long-repeats", type=int, default=1, help="repetitions for entries with more than 10 steps")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--only", default="", help="comma-separated name prefixes to keep (the reference always runs)")
     parser.add_argument("--attention", default="auto", help="comma-separated SSDD attention backends to time")
-    parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
-    device = torch.device(args.device)
+    device = setup_device(args)
     gpu = device.type == "cuda"
-    if args.threads:
-        torch.set_num_threads(args.threads)
     resolution = args.resolution or (256 if gpu else 128)
     batch = args.batch or (64 if gpu else 1)
-    if gpu:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     keep = tuple(p.strip() for p in args.only.split(",") if p.strip())
     backends = tuple(b.strip() for b in args.attention.split(",") if b.strip())
     entries = build_entries(device, resolution, batch, compile_models=gpu, autocast=gpu, only=keep, attention=backends)
@@ -155,32 +143,22 @@ def main(argv: list[str] | None = None) -> dict | None:
     times = interleaved_times(entries, device, repeats=args.repeats, long_repeats=args.long_repeats, warmup=args.warmup)
 
     reference = statistics.median(times["SD-VAE decoder"])
-    rows = []
-    for entry in entries:
-        median = statistics.median(times[entry.name])
-        rows.append({
-            "model": entry.name, "steps": entry.steps, "params_M": round(entry.params / 1e6, 2),
-            "gflops_per_image": round(entry.flops_per_image / 1e9, 1), "median_s": round(median, 4),
-            "images_per_s": round(batch / median, 3), "ratio_vs_sd_vae": round(reference / median, 3),
-            "repeats": len(times[entry.name]), "all_s": [round(t, 4) for t in times[entry.name]],
-        })
-    header = f"{'model':<22}{'steps':>6}{'params (M)':>12}{'GFLOP/img':>11}{'images/s':>10}{'× SD-VAE':>10}"
-    print(f"\ndecode throughput on {device} ({'bf16 + compile' if gpu else 'fp32 eager'}), {resolution}², batch {batch}")
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(f"{r['model']:<22}{r['steps']:>6}{r['params_M']:>12.2f}{r['gflops_per_image']:>11.1f}{r['images_per_s']:>10.3f}{r['ratio_vs_sd_vae']:>10.2f}")
+    rows = median_rows(entries, times, lambda entry, median: {
+        "gflops_per_image": round(entry.flops_per_image / 1e9, 1), "images_per_s": round(batch / median, 3),
+        "ratio_vs_sd_vae": round(reference / median, 3),
+    })
+    mode = "bf16+compile" if gpu else "fp32 eager"
+    print_table(f"decode throughput on {device} ({mode}), {resolution}², batch {batch}", [
+        Column("model", "model", "<22"), Column("steps", "steps", ">6"), Column("params (M)", "params_M", ">12.2f"),
+        Column("GFLOP/img", "gflops_per_image", ">11.1f"), Column("images/s", "images_per_s", ">10.3f"),
+        Column("× SD-VAE", "ratio_vs_sd_vae", ">10.2f"),
+    ], rows)
     result = {
-        "benchmark": "decode_throughput", "date": date.today().isoformat(), "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if gpu else platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "mode": "bf16+compile" if gpu else "fp32 eager",
-        "resolution": resolution, "batch": batch, "repeats": args.repeats, "long_repeats": args.long_repeats,
-        "attention": list(backends), "rows": rows,
+        **run_header("decode_throughput", device, mode), "resolution": resolution, "batch": batch, "repeats": args.repeats,
+        "long_repeats": args.long_repeats, "attention": list(backends), "rows": rows,
     }
-    out = Path(args.json or Path(__file__).parent / "results" / f"decode_throughput_{device.type}.json")
-    write_result(result, out)
+    write_result(result, Path(args.json or Path(__file__).parent / "results" / f"decode_throughput_{device.type}.json"))
     return result
-
 
 if __name__ == "__main__":
     main()

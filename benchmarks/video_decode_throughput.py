@@ -18,17 +18,16 @@ table and writes JSON (default ``benchmarks/results/video_decode_throughput_<dev
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import torch
 
 import modalities.video  # noqa: F401  (registers the video networks)
+from benchmarks.decode_table import Column, add_timing_args, median_rows, print_table, run_header, setup_device
 from benchmarks.interleave import interleaved_times
 from benchmarks.results_io import write_result
 from core.builder import build_autoencoder
@@ -116,23 +115,15 @@ def build_entries(device: torch.device, frames: int, resolution: int, batch: int
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_timing_args(parser, repeats=3)
     parser.add_argument("--frames", type=int, default=None, help="frames per clip (1 + 8k fits every peer); default 9 CPU, 17 GPU")
     parser.add_argument("--resolution", type=int, default=None, help="default: 64 on CPU, 256 on GPU")
-    parser.add_argument("--batch", type=int, default=None, help="default: 1 on CPU, 4 on GPU")
     parser.add_argument("--steps", type=int, default=50, help="the N of the N-step video DiTo entries (DiTo: 50)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--long-repeats", type=int, default=1, help="repetitions for entries with more than 10 steps")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--only", default="", help="comma-separated name prefixes to keep (the Wan reference always runs)")
-    parser.add_argument("--json", default=None)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
-    device = torch.device(args.device)
+    device = setup_device(args)
     gpu = device.type == "cuda"
-    if args.threads:
-        torch.set_num_threads(args.threads)
     frames, resolution, batch = args.frames or (17 if gpu else 9), args.resolution or (256 if gpu else 64), args.batch or (4 if gpu else 1)
     keep = tuple(p.strip() for p in args.only.split(",") if p.strip())
     entries = build_entries(device, frames, resolution, batch, steps=args.steps, autocast=gpu, only=keep)
@@ -140,31 +131,22 @@ def main(argv: list[str] | None = None) -> dict:
     times = interleaved_times(entries, device, repeats=args.repeats, long_repeats=args.long_repeats, warmup=args.warmup)
 
     reference = statistics.median(times[f"{REFERENCE} decoder"])
-    rows = []
-    for entry in entries:
-        median = statistics.median(times[entry.name])
-        rows.append({
-            "model": entry.name, "steps": entry.steps, "params_M": round(entry.params / 1e6, 2), "latent": list(entry.latent),
-            "gflops_per_frame": round(entry.flops_per_frame / 1e9, 2), "median_s": round(median, 4),
-            "frames_per_s": round(batch * frames / median, 3), "ratio_vs_wan": round(reference / median, 3),
-            "repeats": len(times[entry.name]), "all_s": [round(t, 4) for t in times[entry.name]],
-        })
-    header = f"{'model':<24}{'steps':>6}{'params (M)':>12}{'GFLOP/frame':>13}{'frames/s':>10}{'× Wan':>8}"
-    print(f"\nvideo decode throughput on {device} ({'bf16' if gpu else 'fp32 eager'}), {frames}×{resolution}², batch {batch}")
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(f"{r['model']:<24}{r['steps']:>6}{r['params_M']:>12.2f}{r['gflops_per_frame']:>13.2f}{r['frames_per_s']:>10.3f}{r['ratio_vs_wan']:>8.2f}")
+    rows = median_rows(entries, times, lambda entry, median: {
+        "latent": list(entry.latent), "gflops_per_frame": round(entry.flops_per_frame / 1e9, 2),
+        "frames_per_s": round(batch * frames / median, 3), "ratio_vs_wan": round(reference / median, 3),
+    })
+    mode = "bf16" if gpu else "fp32 eager"
+    print_table(f"video decode throughput on {device} ({mode}), {frames}×{resolution}², batch {batch}", [
+        Column("model", "model", "<24"), Column("steps", "steps", ">6"), Column("params (M)", "params_M", ">12.2f"),
+        Column("GFLOP/frame", "gflops_per_frame", ">13.2f"), Column("frames/s", "frames_per_s", ">10.3f"),
+        Column("× Wan", "ratio_vs_wan", ">8.2f"),
+    ], rows)
     result = {
-        "benchmark": "video_decode_throughput", "date": date.today().isoformat(), "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if gpu else platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "mode": "bf16" if gpu else "fp32 eager",
-        "frames": frames, "resolution": resolution, "batch": batch, "steps": args.steps, "repeats": args.repeats,
-        "long_repeats": args.long_repeats, "rows": rows,
+        **run_header("video_decode_throughput", device, mode), "frames": frames, "resolution": resolution, "batch": batch,
+        "steps": args.steps, "repeats": args.repeats, "long_repeats": args.long_repeats, "rows": rows,
     }
     write_result(result, Path(args.json or Path(__file__).parent / "results" / f"video_decode_throughput_{device.type}.json"))
     return result
-
 
 if __name__ == "__main__":
     main()
