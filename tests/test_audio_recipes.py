@@ -154,6 +154,6 @@ def test_cpu_evidence_run_scores_the_held_out_clip_over_training_and_a_student(t
         assert "data.root=" in score["command"] and str(tmp_path / "demo" / "val") in score["command"]  # held out only
         assert all(isinstance(score["metrics"]["steps_1"][m], float) for m in ("si_sdr", "mel_distance", "pesq_wb"))
     assert evidence["teacher"]["global_step"] == 2 and evidence["student"]["global_step"] == 1
-    assert list(evidence["student"]["metrics"]) == ["steps_1"]
+    assert list(evidence["student"]["metrics"]) == ["steps_1"] and "evaluate" in evidence["student"]["score"]["command"]
     saved = json.loads((tmp_path / "evidence.json").read_text())
     assert saved["scores"].keys() == evidence["scores"].keys() and "| 1-step student | +1 distill | 1 |" in markdown_table(saved)

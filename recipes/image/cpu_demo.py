@@ -22,14 +22,21 @@ CPU_DEMO_DELTAS: dict[str, Any] = {
 }
 
 
-def cpu_dito_networks(*, encoder_res_blocks: int, decoder_channels: Sequence[int], blocks: tuple[int, int, int]) -> dict[str, Any]:
-    """Deltas ``model.encoder`` / ``model.decoder``: DiTo's LDM f8c4 conv encoder at 1/8 width (16
-    channels; DiTo: 128) and its consistency UNet at ``decoder_channels`` with ``blocks`` =
+def cpu_dito_networks(
+    *, encoder_res_blocks: int, decoder_channels: Sequence[int], blocks: tuple[int, int, int], downsample: int = 8,
+) -> dict[str, Any]:
+    """Deltas ``model.encoder`` / ``model.decoder``: DiTo's LDM conv encoder at 1/8 width (16
+    channels; DiTo: 128), 4 latent channels, spatial factor ``downsample`` (8: DiTo's f8c4; 4: one
+    level fewer, f4c4), and its consistency UNet at ``decoder_channels`` with ``blocks`` =
     (down, mid, up) blocks per stage (DiTo: 3/2/4)."""
+    multipliers = {8: [1, 2, 4, 4], 4: [1, 2, 4]}
+    if downsample not in multipliers:
+        raise ValueError(f"cpu_dito_networks: downsample must be one of {sorted(multipliers)}, got {downsample}")
     down, mid, up = blocks
     return {
         "model.encoder": ComponentConfig(
-            "conv_encoder", {"base_channels": 16, "channels_mult": [1, 2, 4, 4], "num_res_blocks": encoder_res_blocks, "num_groups": 8}
+            "conv_encoder",
+            {"base_channels": 16, "channels_mult": multipliers[downsample], "num_res_blocks": encoder_res_blocks, "num_groups": 8},
         ),
         "model.decoder": ComponentConfig(
             "unet_decoder",

@@ -113,17 +113,17 @@ def score_crops(
 
 def crop_table(rows: dict[str, dict[str, float]], num_crops: int) -> str:
     """A markdown table, one row per ``label -> metrics`` (one step count's entry of :func:`score_crops`;
-    ``rfid`` and ``hf_error_ratio`` are optional: nan when absent)."""
+    ``rfid`` is optional: nan when absent)."""
     note = "" if num_crops >= MIN_RFID_CROPS else f" (only {num_crops} crops: noisy)"
     lines = [
-        f"| decode | PSNR (dB, mean per crop) | PSNR (dataset) | SSIM | rFID ({num_crops} crops){note} | HF ratio | HF error ratio | decode s/crop |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| decode | PSNR (dB, mean per crop) | PSNR (dataset) | SSIM | rFID ({num_crops} crops){note} | HF ratio | decode s/crop |",
+        "|---|---|---|---|---|---|---|",
     ]
     nan = float("nan")
     for label, m in rows.items():
         lines.append(
             f"| {label} | {m['psnr_mean_per_image']:.2f} | {m['psnr_dataset']:.2f} | {m['ssim']:.3f} | {m.get('rfid', nan):.1f} | "
-            f"{m['hf_ratio']:.2f} | {m.get('hf_error_ratio', nan):.2f} | {m['decode_s_per_crop']:.4f} |"
+            f"{m['hf_ratio']:.2f} | {m['decode_s_per_crop']:.4f} |"
         )
     return "\n".join(lines)
 
