@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.decode_table import Column, add_timing_args, median_rows, print_table, run_header, setup_device
+from benchmarks.decode_table import Column, add_timing_args, leading_columns, median_rows, print_table, run_header, setup_device
 from benchmarks.interleave import interleaved_times
 from benchmarks.results_io import write_result
 from core.builder import build_autoencoder
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     })
     mode = "bf16 autocast" if gpu else "fp32 eager"
     print_table(f"audio decode throughput on {device} ({mode}), {seconds:g} s clips, batch {batch}", [
-        Column("model", "model", "<22"), Column("steps", "steps", ">6"), Column("params (M)", "params_M", ">12.2f"),
+        *leading_columns(22),
         Column("GFLOP/clip", "gflops_per_clip", ">12.2f"), Column("median s", "median_s", ">10.3f"),
         Column("× real time", "realtime_factor", ">13.2f"), Column("× Oobleck", "ratio_vs_oobleck", ">11.2f"),
     ], rows)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Column", "add_timing_args", "setup_device", "median_rows", "print_table", "run_header"]
+__all__ = ["Column", "leading_columns", "add_timing_args", "setup_device", "median_rows", "print_table", "run_header"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,11 @@ class Column:
     header: str
     key: str
     spec: str
+
+
+def leading_columns(name_width: int) -> list[Column]:
+    """The columns every table starts with: model name, solver steps, parameters."""
+    return [Column("model", "model", f"<{name_width}"), Column("steps", "steps", ">6"), Column("params (M)", "params_M", ">12.2f")]
 
 
 def add_timing_args(parser: argparse.ArgumentParser, *, repeats: int) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.decode_table import Column, add_timing_args, median_rows, print_table, run_header, setup_device
+from benchmarks.decode_table import Column, add_timing_args, leading_columns, median_rows, print_table, run_header, setup_device
 from benchmarks.interleave import interleaved_times
 from benchmarks.results_io import write_result
 from core.builder import build_autoencoder
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     })
     mode = "bf16+compile" if gpu else "fp32 eager"
     print_table(f"decode throughput on {device} ({mode}), {resolution}², batch {batch}", [
-        Column("model", "model", "<22"), Column("steps", "steps", ">6"), Column("params (M)", "params_M", ">12.2f"),
+        *leading_columns(22),
         Column("GFLOP/img", "gflops_per_image", ">11.1f"), Column("images/s", "images_per_s", ">10.3f"),
         Column("× SD-VAE", "ratio_vs_sd_vae", ">10.2f"),
     ], rows)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 import modalities.video  # noqa: F401  (registers the video networks)
-from benchmarks.decode_table import Column, add_timing_args, median_rows, print_table, run_header, setup_device
+from benchmarks.decode_table import Column, add_timing_args, leading_columns, median_rows, print_table, run_header, setup_device
 from benchmarks.interleave import interleaved_times
 from benchmarks.results_io import write_result
 from core.builder import build_autoencoder
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     })
     mode = "bf16" if gpu else "fp32 eager"
     print_table(f"video decode throughput on {device} ({mode}), {frames}×{resolution}², batch {batch}", [
-        Column("model", "model", "<24"), Column("steps", "steps", ">6"), Column("params (M)", "params_M", ">12.2f"),
+        *leading_columns(24),
         Column("GFLOP/frame", "gflops_per_frame", ">13.2f"), Column("frames/s", "frames_per_s", ">10.3f"),
         Column("× Wan", "ratio_vs_wan", ">8.2f"),
     ], rows)
