@@ -116,7 +116,7 @@ def test_cpu_distill_evidence_is_the_cpu_evidence_run_with_the_distillation_stag
     assert exp.model == teacher.model.__class__(**{**vars(teacher.model), "sampling": exp.model.sampling})  # same network and objective
     assert exp.model.sampling.num_steps == 1 and teacher.model.sampling.num_steps == 50
     assert exp.distill.teacher == exp.init.weights == "outputs/dito_cpu_evidence/export"
-    assert (exp.distill.sampling.teacher_steps, exp.distill.sampling.grid, exp.trainer.max_steps) == (10, "uniform", 100)
+    assert (exp.distill.sampling.teacher_steps, exp.distill.sampling.grid, exp.trainer.max_steps) == (10, "uniform", 400)
     assert exp.data == teacher.data and exp.ema == teacher.ema
 
 

@@ -11,7 +11,7 @@ with these changes for a CPU:
 
 - teacher: 10 uniform Euler steps instead of 50 (5× cheaper per step); the report scores the
   teacher's 10- and 50-step decodes side by side, so the cost of the shortcut is measured;
-- 100 steps at batch 8 and lr 5e-4 (the teacher run's EMA 0.995 and clipping at 1.0 stay).
+- 400 steps at batch 8 and lr 5e-4 (the teacher run's EMA 0.995 and clipping at 1.0 stay).
 
 The report (``distill.json``, ``distill.md``) compares, on the same tiles and noise: the student's
 one-step decode, the teacher's 50- and 10-step decodes and the teacher's undistilled one-step
@@ -40,10 +40,10 @@ DISTILL_CPU_DELTAS = {
     "init.weights": "outputs/dito_cpu_evidence/export",
     "distill.sampling": DistillationConfig(teacher_steps=CPU_TEACHER_STEPS, grid="uniform"),
     "optim.lr": 5e-4,
-    "trainer.max_steps": 100,
-    "trainer.checkpoint_every_n_steps": 50,
-    "trainer.preview_every_n_steps": 100,
-    "trainer.eval_every_n_steps": 50,
+    "trainer.max_steps": 400,  # 100 steps: +0.1 dB over the undistilled decode; 400: 0.17 dB from the 50-step teacher
+    "trainer.checkpoint_every_n_steps": 100,
+    "trainer.preview_every_n_steps": 400,
+    "trainer.eval_every_n_steps": 100,
 }
 
 
