@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # annotations only: core.eval imports this module
     from core.eval.protocol import FeatureExtractor, MetricSuite, Quantization
     from core.eval.samples import CacheInputs, EvalSamples, SampleRequest
 
-__all__ = ["Modality", "ToolSettings", "get_modality"]
+__all__ = ["Modality", "ToolSettings", "get_modality", "datamodule_eval_split"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,12 @@ class Modality:
         if missing:
             raise ValueError(f"modality '{self.name}' cannot run {tool}: its Modality sets no {', '.join(missing)} "
                              f"(see core/modality.py for what each hook returns)")
+
+
+def datamodule_eval_split(datamodule: Any) -> Dataset:
+    """A ``held_out_dataset`` hook for datamodules with an ``eval_dataset()`` method (every built-in
+    one): the held-out split, or the training samples when nothing is held out."""
+    return datamodule.eval_dataset()
 
 
 def get_modality(name: str) -> Modality:

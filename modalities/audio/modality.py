@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.data.datamodule import SampleDataset
-from core.modality import Modality, ToolSettings
+from core.modality import Modality, ToolSettings, datamodule_eval_split
 from core.registry import MODALITIES
 from modalities.audio.data import AudioDataModule
 from modalities.audio.eval_suite import (AudioCacheLatentsSettings, AudioEvalSettings, AudioLatentStatsSettings, audio_cache_inputs,
@@ -20,17 +19,13 @@ from modalities.audio.eval_suite import (AudioCacheLatentsSettings, AudioEvalSet
 from modalities.audio.metrics import audio_metric_suite
 from modalities.audio.preview import PCM16, write_audio_grid, write_audio_preview, write_audio_samples
 
-__all__ = ["audio", "make_audio_datamodule", "held_out_clips"]
+__all__ = ["audio", "make_audio_datamodule"]
 
 
 def make_audio_datamodule(cfg: Any, seed: int, batch_size: int) -> AudioDataModule:
     """Datamodule factory used by ``core.training.train``."""
     return AudioDataModule(cfg, seed=seed, batch_size=batch_size)
 
-
-def held_out_clips(datamodule: AudioDataModule) -> SampleDataset:
-    """Held-out centre crops scored during training (the training clips when nothing is held out)."""
-    return datamodule.eval_dataset()
 
 
 @MODALITIES.register("audio")
@@ -45,7 +40,7 @@ def audio() -> Modality:
         write_samples=write_audio_samples,
         preview_suffix=".png",
         description="waveforms (B, C, L) in [-1, 1], mono 16 kHz by default (data.options.sample_rate / channels)",
-        held_out_dataset=held_out_clips,
+        held_out_dataset=datamodule_eval_split,
         reconstruction_metrics=audio_metric_suite,
         quantization=PCM16,
         feature_extractor=None,

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.modality import Modality, ToolSettings
+from core.modality import Modality, ToolSettings, datamodule_eval_split
 from core.registry import MODALITIES
 from modalities.image import dito  # noqa: F401  (registers the DiTo encoder/decoders)
 from modalities.image import dinov2 as _dinov2_target  # noqa: F401  (registers the REPA target 'dinov2')
 from modalities.image import lpips as _lpips_term  # noqa: F401  (registers the loss term 'lpips')
-from modalities.image.data import ImageDataModule, ImageFolderDataset
+from modalities.image.data import ImageDataModule
 from modalities.image.eval_suite import ImageEvalSettings, select_image_samples
 from modalities.image.fid import image_feature_extractor
 from modalities.image.latent_cache import ImageCacheLatentsSettings, image_cache_inputs
@@ -27,17 +27,13 @@ from modalities.image.preview import EIGHT_BIT, save_grid, write_image_preview, 
 from modalities.image.ssdd import sizes as _ssdd_sizes  # noqa: F401  (registers ssdd_* decoders)
 from modalities.image.ssdd import encoders as _ssdd_encoders  # noqa: F401  (registers kl_f8c4 / kl_f16c4)
 
-__all__ = ["image", "make_image_datamodule", "held_out_images"]
+__all__ = ["image", "make_image_datamodule"]
 
 
 def make_image_datamodule(cfg: Any, seed: int, batch_size: int) -> ImageDataModule:
     """Datamodule factory used by ``core.training.train``."""
     return ImageDataModule(cfg, seed=seed, batch_size=batch_size)
 
-
-def held_out_images(datamodule: ImageDataModule) -> ImageFolderDataset:
-    """Held-out center crops scored during training (the training images when nothing is held out)."""
-    return datamodule.eval_dataset()
 
 
 @MODALITIES.register("image")
@@ -52,7 +48,7 @@ def image() -> Modality:
         write_samples=write_image_samples,
         preview_suffix=".png",
         description="RGB images (B, 3, H, W) in [-1, 1]",
-        held_out_dataset=held_out_images,
+        held_out_dataset=datamodule_eval_split,
         reconstruction_metrics=image_metric_suite,
         quantization=EIGHT_BIT,
         feature_extractor=image_feature_extractor,

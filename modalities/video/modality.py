@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.data.datamodule import SampleDataset
-from core.modality import Modality, ToolSettings
+from core.modality import Modality, ToolSettings, datamodule_eval_split
 from core.registry import MODALITIES
 from modalities.image.preview import EIGHT_BIT
 from modalities.video.data import VideoDataModule, video_sample_extent
@@ -19,17 +18,13 @@ from modalities.video.eval_suite import (VideoCacheLatentsSettings, VideoEvalSet
 from modalities.video.metrics import video_metric_suite
 from modalities.video.preview import save_clip_grid, write_video_preview, write_video_samples
 
-__all__ = ["video", "make_video_datamodule", "held_out_videos"]
+__all__ = ["video", "make_video_datamodule"]
 
 
 def make_video_datamodule(cfg: Any, seed: int, batch_size: int) -> VideoDataModule:
     """Datamodule factory used by ``core.training.train``."""
     return VideoDataModule(cfg, seed=seed, batch_size=batch_size)
 
-
-def held_out_videos(datamodule: VideoDataModule) -> SampleDataset:
-    """Held-out first clips scored during training (the training videos when nothing is held out)."""
-    return datamodule.eval_dataset()
 
 
 @MODALITIES.register("video")
@@ -44,7 +39,7 @@ def video() -> Modality:
         write_samples=write_video_samples,
         preview_suffix=".png",
         description="RGB clips (B, 3, T, H, W) in [-1, 1]; previews are PNG frame strips + GIF",
-        held_out_dataset=held_out_videos,
+        held_out_dataset=datamodule_eval_split,
         reconstruction_metrics=video_metric_suite,
         quantization=EIGHT_BIT,
         feature_extractor=None,
