@@ -79,6 +79,28 @@ def test_evaluate_command_on_bundled_speech(tokenizer, tmp_path, capsys):
     assert len((out / "subset.txt").read_text().splitlines()) == 2
 
 
+def test_evaluate_counts_short_and_unreadable_clips_apart(tokenizer, tmp_path):
+    """A clip shorter than the evaluation crop is ``too_short``, a corrupt file ``unreadable``: a folder of short
+    clips must not be reported as a folder of broken files."""
+    import soundfile
+
+    from recipes.audio.evaluate import main
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    soundfile.write(folder / "long.wav", (0.1 * rng.standard_normal(24000)).astype(np.float32), 16000)
+    soundfile.write(folder / "short.wav", (0.1 * rng.standard_normal(4000)).astype(np.float32), 16000)  # 0.25 s < 1.024 s
+    (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio")
+    out = tmp_path / "eval"
+    report = main([f"checkpoint={tokenizer}", f"data.root={folder}", "steps=1", f"out={out}", "batch_size=2", "fid=false", *COMMON])
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["data"]["num_clips"] == 1 and saved["data"]["unreadable"] == 1
+    assert saved["data"]["skipped"] == {"too_short": 1, "unreadable": 1}
+    assert "1 too-short clip(s) skipped" in saved["notes"] and "1 unreadable clip(s) skipped" in saved["notes"]
+    assert report["data"]["skipped"] == saved["data"]["skipped"]
+
+
 def test_evaluate_with_a_crop_off_the_hop_names_the_valid_length(tokenizer, tmp_path):
     from recipes.audio.evaluate import main
 
@@ -118,7 +140,8 @@ def test_lightning_trains_on_bundled_speech_with_previews_and_held_out_metrics(t
 
     cfg = ExperimentConfig(
         name="audio", output_dir=str(tmp_path / "run"), model=audio_config("tiny"),
-        data=DataConfig(root=str(tmp_path / "demo"), demo=True, batch_size=2, num_workers=0, options={"crop_seconds": 0.256, "hop": HOP}),
+        data=DataConfig(root=str(tmp_path / "demo"), demo=True, batch_size=2, num_workers=0,
+                        options={"crop_seconds": 0.256, "hop": HOP, "sample_rate": 8000}),
         optim=OptimConfig(lr=1e-3),
         trainer=TrainerConfig(max_steps=2, accelerator="cpu", devices=1, log_every_n_steps=1, checkpoint_every_n_steps=10,
                               preview_every_n_steps=2, eval_every_n_steps=2, progress_bar=False),
@@ -127,5 +150,9 @@ def test_lightning_trains_on_bundled_speech_with_previews_and_held_out_metrics(t
     assert result.global_step == 2 and (result.export_dir / "model.safetensors").is_file()
     previews = sorted(Path(cfg.output_dir).rglob("*.png"))
     assert previews and list(previews[0].parent.glob(f"{previews[0].stem}_0_1.wav"))
+    from modalities.audio.io import read_audio
+
+    pair = read_audio(previews[0].parent / f"{previews[0].stem}_0_1.wav")  # the run's rate, not the 16 kHz default
+    assert pair.sample_rate == 8000 and pair.samples.shape == (1, 2048)
     logged = (Path(cfg.output_dir) / "logs" / "csv" / "version_0" / "metrics.csv").read_text()
     assert "eval/si_sdr_steps1" in logged.splitlines()[0]

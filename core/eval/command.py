@@ -21,7 +21,7 @@ import torch
 from core.eval.reconstruction import evaluate_reconstructions
 from core.eval.runtime import PhaseTimer, resolve_device
 from core.eval.samples import LoadedSamples, SampleRequest, sample_loader
-from core.modality import get_modality
+from core.modality import get_modality, with_data_options
 from core.training.checkpoint_load import load_autoencoder
 
 __all__ = ["EvalSettings", "evaluate_checkpoint", "format_table", "parse_steps"]
@@ -123,12 +123,13 @@ def evaluate_checkpoint(settings: EvalSettings) -> dict[str, Any]:
         notes.extend(_rfid_notes(result.num_features, extractor, samples.unit))
         if result.num_features >= 2:
             fid_info = {"computed": True, **extractor.info, f"num_{samples.unit}s": result.num_features}
-    if result.unreadable:
-        notes.append(f"{result.unreadable} unreadable {samples.unit}(s) skipped")
+    for kind, count in sorted(result.skipped.items()):
+        notes.append(f"{count} {kind.replace('_', '-')} {samples.unit}(s) skipped")
 
     grid_path = None
     if result.previews and modality.write_grid is not None:
-        grid_path = modality.write_grid(result.previews, out / f"reconstructions{modality.preview_suffix}")
+        write_grid = with_data_options(modality.write_grid, asdict(settings))
+        grid_path = write_grid(result.previews, out / f"reconstructions{modality.preview_suffix}")
     (out / "subset.txt").write_text("".join(f"{ref}\t{label}\n" for ref, label in zip(samples.refs, samples.labels)))
     if settings.save_arrays:
         np.savez_compressed(out / "arrays.npz", **result.arrays)
@@ -142,7 +143,8 @@ def evaluate_checkpoint(settings: EvalSettings) -> dict[str, Any]:
         "global_step": loaded.global_step,
         "modality": modality.name,
         "settings": asdict(settings) | {"steps": steps},
-        "data": samples.report | {"unit": unit, f"num_{unit}s": result.num_samples, "unreadable": result.unreadable},
+        "data": samples.report | {"unit": unit, f"num_{unit}s": result.num_samples, "unreadable": result.unreadable,
+                                 "skipped": dict(result.skipped)},
         "protocol": samples.protocol | {
             "latent": "mode", "noise": f"per-{unit} N(0, I) seeded by (seed, {unit} index)", "solver": settings.solver,
             "grid": model.sampling.grid,

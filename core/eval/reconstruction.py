@@ -37,7 +37,9 @@ class ReconstructionResult:
     Attributes:
         metrics: ``{"steps_<n>": {metric: value}}`` (plus ``rfid`` when features were extracted from >= 2 samples).
         num_samples: samples evaluated.
-        unreadable: samples skipped because they could not be read.
+        unreadable: samples skipped because they could not be read (not counting ``too_short`` ones).
+        skipped: every skipped sample by kind (``{"unreadable": n, "too_short": m}``; see
+            :func:`~core.data.skips.skip_kind`), so short clips are not reported as corrupt files.
         num_features: samples whose reference features were extracted (0: no rFID).
         previews: the first ``preview_count`` samples, each ``(1 + len(steps), C, *spatial)``: original, then one
             (quantised) reconstruction per step count.
@@ -48,6 +50,7 @@ class ReconstructionResult:
     num_samples: int
     unreadable: int = 0
     num_features: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
     previews: list[Tensor] = field(default_factory=list)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -79,7 +82,7 @@ def evaluate_reconstructions(
         model: a :class:`~core.autoencoder.DiffusionAutoencoder` in eval mode, on ``device``.
         batches: dicts with ``x`` ``(B, C, *spatial)`` in [-1, 1] (None or empty: nothing readable), and optionally
             ``index`` (each sample's position in the dataset, which seeds its noise; default: running position)
-            and ``unreadable`` (samples of this batch that were skipped).
+            ``unreadable`` (samples of this batch that were skipped) and ``skips`` (the same by kind, ``{kind: n}``).
         steps: decode step counts; all reuse the same noise.
         metrics: builds fresh accumulators (called once per step count).
         seed: noise seed.
@@ -99,12 +102,16 @@ def evaluate_reconstructions(
     previews: list[Tensor] = []
     arrays: dict[str, list[np.ndarray]] = {"original": [], **{step_key(n): [] for n in steps}}
     quantize = quantization or (lambda x: x)
-    position = unreadable = evaluated = 0
+    position = evaluated = 0
+    skips: dict[str, int] = {}
     tick = time.perf_counter()
     for batch in batches:
         x = batch["x"]
         skipped = int(batch.get("unreadable", 0))
-        unreadable += skipped
+        # loaders that only count skips (no "skips" by kind) report them all as unreadable
+        batch_skips = batch.get("skips") or ({"unreadable": skipped} if skipped else {})
+        for kind, n in batch_skips.items():
+            skips[kind] = skips.get(kind, 0) + int(n)
         count = (0 if x is None else len(x)) + skipped
         indices = batch.get("index")
         if indices is None:
@@ -145,7 +152,8 @@ def evaluate_reconstructions(
         previews.extend(torch.stack(row) for row in rows)
         evaluated += len(x)
     if evaluated == 0:
-        raise ValueError(f"no sample could be evaluated ({unreadable} unreadable); check the evaluation data")
+        found = ", ".join(f"{n} {kind.replace('_', '-')}" for kind, n in sorted(skips.items())) or "none skipped"
+        raise ValueError(f"no sample could be evaluated ({found}); check the evaluation data")
 
     results: dict[str, dict[str, float]] = {}
     for n in steps:
@@ -161,6 +169,7 @@ def evaluate_reconstructions(
             results[step_key(n)][getattr(features, "metric_name", "rfid")] = frechet_distance(real, fake_banks[n].features())
         timer.add("fid_distance", tick)
     return ReconstructionResult(
-        metrics=results, num_samples=evaluated, unreadable=unreadable, num_features=len(real_bank) if features is not None else 0,
+        metrics=results, num_samples=evaluated, unreadable=skips.get("unreadable", 0), skipped=dict(skips),
+        num_features=len(real_bank) if features is not None else 0,
         previews=previews, arrays={key: np.concatenate(parts) for key, parts in arrays.items() if parts},
     )

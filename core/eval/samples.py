@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from core.data.skips import UNREADABLE_ERRORS
+from core.data.skips import UNREADABLE_ERRORS, skip_kind
 
 __all__ = ["SampleRequest", "EvalSamples", "CacheInputs", "LoadedSamples", "collate_loaded", "sample_loader"]
 
@@ -91,7 +91,9 @@ class CacheInputs:
 class LoadedSamples(Dataset):
     """``load(refs[i])`` for positions ``start, start + 1, ...``; unreadable samples are flagged, not replaced.
 
-    Items: ``{"x": Tensor | None, "index": position, "label": label or -1}``.
+    Items: ``{"x": Tensor | None, "index": position, "label": label or -1, "skip": kind or None}``; a sample
+    that could not be used is ``x=None`` with its skip kind (:func:`~core.data.skips.skip_kind`: ``unreadable``,
+    or ``too_short`` for a readable clip shorter than the evaluation length).
     """
 
     def __init__(self, refs: Sequence[Any], load: Callable[[Any], Tensor], labels: Sequence[int] | None = None, start: int = 0) -> None:
@@ -102,22 +104,31 @@ class LoadedSamples(Dataset):
 
     def __getitem__(self, offset: int) -> dict[str, Any]:
         position = self.start + offset
+        skip: str | None = None
         try:
             x: Tensor | None = self.load(self.refs[position])
         except UNREADABLE_ERRORS as err:
-            log.warning("skipping unreadable sample %s (%s)", self.refs[position], err)
+            skip = skip_kind(err)
+            log.warning("skipping %s sample %s (%s)", skip.replace("_", "-"), self.refs[position], err)
             x = None
-        return {"x": x, "index": position, "label": -1 if self.labels is None else int(self.labels[position])}
+        return {"x": x, "index": position, "label": -1 if self.labels is None else int(self.labels[position]), "skip": skip}
 
 
 def collate_loaded(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Batch of the readable items: ``x`` (B_ok, C, *spatial) or None, ``index``/``label`` (B_ok,), ``unreadable``, ``count``."""
+    """Batch of the readable items: ``x`` (B_ok, C, *spatial) or None, ``index``/``label`` (B_ok,), ``unreadable``
+    (all skipped items), ``skips`` (``{kind: count}``) and ``count``."""
     ok = [item for item in items if item["x"] is not None]
+    skips: dict[str, int] = {}
+    for item in items:
+        if item["x"] is None:
+            kind = item.get("skip") or "unreadable"
+            skips[kind] = skips.get(kind, 0) + 1
     return {
         "x": torch.stack([item["x"] for item in ok]) if ok else None,
         "index": torch.tensor([item["index"] for item in ok], dtype=torch.long),
         "label": torch.tensor([item["label"] for item in ok], dtype=torch.long),
         "unreadable": len(items) - len(ok),
+        "skips": skips,
         "count": len(items),
     }
 

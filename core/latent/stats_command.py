@@ -92,15 +92,15 @@ def compute_dataset_latent_stats(settings: LatentStatsSettings) -> dict[str, Any
     samples = modality.select_eval_samples(settings.sample_request())
     loader = sample_loader(LoadedSamples(samples.refs, samples.load), settings.batch_size, settings.num_workers)
     generator = torch.Generator(device=device).manual_seed(settings.seed)
-    unreadable = 0
+    skipped: dict[str, int] = {}  # kind -> count (unreadable / too_short)
 
     def readable_batches() -> Iterator[Tensor]:
-        nonlocal unreadable
         from tqdm import tqdm
 
         with tqdm(total=len(samples.refs), unit=samples.unit, desc="latent stats", disable=not settings.progress, dynamic_ncols=True) as bar:
             for batch in loader:
-                unreadable += batch["unreadable"]
+                for kind, n in batch["skips"].items():
+                    skipped[kind] = skipped.get(kind, 0) + n
                 bar.update(batch["count"])
                 if batch["x"] is not None:
                     yield batch["x"].to(device)
@@ -128,7 +128,7 @@ def compute_dataset_latent_stats(settings: LatentStatsSettings) -> dict[str, Any
         "previous": model.latent_stats.to_dict(),
         "regularizer": model.config.regularizer.name,
         "data": {k: samples.report[k] for k in ("source", "location", "num_available", "num_classes") if k in samples.report}
-        | {"unreadable": unreadable},
+        | {"unreadable": skipped.get("unreadable", 0), "skipped": dict(skipped)},
         "unit": samples.unit,
         "settings": asdict(settings),
     }
@@ -136,8 +136,8 @@ def compute_dataset_latent_stats(settings: LatentStatsSettings) -> dict[str, Any
                                 extra={"latent_stats": {count_key: report[count_key], "latent": report["latent"], "source": location}})
     report["tokenizer"] = str(target)
     (target / STATS_FILE).write_text(json.dumps(report, indent=2))
-    if unreadable:
-        log.warning("%d unreadable %s(s) skipped", unreadable, samples.unit)
+    for kind, count in sorted(skipped.items()):
+        log.warning("%d %s %s(s) skipped", count, kind.replace("_", "-"), samples.unit)
     return report
 
 
