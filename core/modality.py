@@ -7,7 +7,9 @@ register through the ``difftok.modalities`` entry-point group (see :mod:`core.re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,7 @@ if TYPE_CHECKING:  # annotations only: core.eval imports this module
     from core.eval.protocol import FeatureExtractor, MetricSuite, Quantization
     from core.eval.samples import CacheInputs, EvalSamples, SampleRequest
 
-__all__ = ["Modality", "ToolSettings", "get_modality", "datamodule_eval_split"]
+__all__ = ["Modality", "ToolSettings", "get_modality", "datamodule_eval_split", "with_data_options"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class Modality:
         feature_extractor: ``device -> FeatureExtractor`` for rFID / gFID (image: FID Inception). None: no FID.
         write_grid: ``(rows, path)`` writes a grid, one row per sample (each ``(K, C, *spatial)``: original then
             reconstructions) and returns the path; the offline evaluation's ``reconstructions<preview_suffix>``.
+            A ``write_preview`` / ``write_samples`` / ``write_grid`` that declares an ``options`` keyword gets the
+            run's data options (:func:`with_data_options`), e.g. the sample rate a WAV header must carry.
         select_eval_samples: ``SampleRequest -> EvalSamples``: the samples the offline evaluation, latent
             statistics and gFID references use.
         cache_inputs: ``settings -> CacheInputs``: the samples ``cache_latents`` encodes, in order (``settings``:
@@ -109,6 +113,18 @@ def datamodule_eval_split(datamodule: Any) -> Dataset:
     """A ``held_out_dataset`` hook for datamodules with an ``eval_dataset()`` method (every built-in
     one): the held-out split, or the training samples when nothing is held out."""
     return datamodule.eval_dataset()
+
+
+def with_data_options(writer: Callable[..., Path] | None, options: Mapping[str, Any] | None) -> Callable[..., Path] | None:
+    """``writer`` with ``options=`` bound when it declares that keyword, else ``writer`` itself.
+
+    ``options`` are the run's data options (training: ``cfg.data.options``; offline tools: their settings
+    as a dict): what a writer needs beyond the tensors, such as the audio sample rate, which the
+    tensors do not carry. Writers without the keyword (images, video) are called as before.
+    """
+    if writer is None or "options" not in inspect.signature(writer).parameters:
+        return writer
+    return functools.partial(writer, options=dict(options or {}))
 
 
 def get_modality(name: str) -> Modality:

@@ -117,3 +117,24 @@ def test_previews_write_a_mel_strip_and_wav_pairs(tmp_path, speech):
     assert mel_image(reconstructions[0]).astype(float).mean() > tile.astype(float).mean()
     samples_path = write_audio_samples(originals, tmp_path / "samples.png")
     assert samples_path.exists() and (tmp_path / "samples_1_0.wav").exists() and not math.isnan(float(image.mean()))
+
+
+def test_previews_carry_the_runs_sample_rate(tmp_path, speech):
+    """Core binds the run's data options to the audio writers: a 44.1 kHz run's WAVs say 44100 Hz (written at
+    16 kHz they would play 2.76x slower), through every writer core calls; image writers take no options."""
+    from core.modality import get_modality, with_data_options
+
+    audio = get_modality("audio")
+    clips = speech[..., :8192].repeat(2, 1, 1)
+    options = {"sample_rate": 44100, "channels": 1}
+    with_data_options(audio.write_preview, options)(clips, clips, tmp_path / "preview.png")
+    with_data_options(audio.write_samples, options)(clips, tmp_path / "samples.png")
+    with_data_options(audio.write_grid, options)([torch.stack([c, c]) for c in clips], tmp_path / "grid.png")
+    for name in ("preview_0_1.wav", "samples_1_0.wav", "grid_0_0.wav"):
+        assert read_audio(tmp_path / name).sample_rate == 44100
+    with_data_options(audio.write_preview, {})(clips, clips, tmp_path / "default.png")
+    assert read_audio(tmp_path / "default_0_0.wav").sample_rate == 16000  # no rate named: the speech models' 16 kHz
+    image_writer = get_modality("image").write_preview
+    assert with_data_options(image_writer, options) is image_writer
+    with pytest.raises(ValueError, match="sample_rate=-1"):
+        with_data_options(audio.write_preview, {"sample_rate": -1})(clips, clips, tmp_path / "bad.png")

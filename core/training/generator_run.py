@@ -23,7 +23,7 @@ from core.generation.objective import LatentGenerator
 from core.generation.pretrained import save_generator
 from core.generation.sampling import sample_and_decode
 from core.latent.cache import make_latent_dataloader, read_latent_index
-from core.modality import get_modality
+from core.modality import get_modality, with_data_options
 from core.pretrained import from_pretrained
 from core.training.generator_config import GeneratorExperimentConfig, GeneratorSampleConfig
 from core.training.generator_module import GeneratorModule
@@ -134,6 +134,7 @@ def _generator_parts(cfg: GeneratorExperimentConfig, local_batch: int) -> RunPar
         samples = decode_samples(exported.eval(), tokenizer, labels, cfg.sample)
         samples_dir = Path(cfg.output_dir) / "samples"
         samples_dir.mkdir(parents=True, exist_ok=True)
-        return [modality.write_samples(samples, samples_dir / f"step_{trainer.global_step:07d}{modality.preview_suffix}")]
+        write_samples = with_data_options(modality.write_samples, cfg.data.options)
+        return [write_samples(samples, samples_dir / f"step_{trainer.global_step:07d}{modality.preview_suffix}")]
 
     return RunParts(module=module, datamodule=datamodule, export=export)

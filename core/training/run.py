@@ -13,7 +13,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from core.builder import build_autoencoder
-from core.modality import get_modality
+from core.modality import get_modality, with_data_options
 from core.pretrained import from_pretrained, save_pretrained
 from core.training.callbacks import PeriodicEvalCallback, PreviewCallback
 from core.training.config import ExperimentConfig
@@ -56,7 +56,8 @@ def _tokenizer_parts(cfg: ExperimentConfig, local_batch: int) -> RunParts:
     preview: PreviewCallback | None = None
     if modality.write_preview is not None and tcfg.preview_every_n_steps > 0 and hasattr(datamodule, "preview_batch"):
         preview = PreviewCallback(
-            datamodule.preview_batch(tcfg.preview_count), modality.write_preview, Path(cfg.output_dir) / "previews",
+            datamodule.preview_batch(tcfg.preview_count), with_data_options(modality.write_preview, cfg.data.options),
+            Path(cfg.output_dir) / "previews",
             tcfg.preview_every_n_steps, tcfg.preview_steps, modality.preview_suffix,
         )
         callbacks.append(preview)

@@ -9,7 +9,9 @@ every metric is defined here too: it is the precision of the WAVs written here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,9 +21,10 @@ from torch import Tensor
 from core.eval.protocol import Quantization
 from modalities.audio.io import write_wav
 
-__all__ = ["PREVIEW_SAMPLE_RATE", "PCM16", "mel_image", "write_audio_grid", "write_audio_preview", "write_audio_samples"]
+__all__ = ["PREVIEW_SAMPLE_RATE", "PCM16", "preview_sample_rate", "mel_image", "write_audio_grid", "write_audio_preview",
+           "write_audio_samples"]
 
-PREVIEW_SAMPLE_RATE = 16000  # the hooks carry no rate: the WAV headers and mel scale assume the speech models' rate
+PREVIEW_SAMPLE_RATE = 16000  # the speech models' rate: used when a run's data options name none
 _FULL_SCALE = 32768.0  # libsndfile's int16 <-> float scale (reads back q / 32768; it writes with floor, within 1 LSB)
 
 
@@ -37,6 +40,17 @@ PCM16 = Quantization(store=_to_pcm16, load=_from_pcm16,
                      description="16-bit PCM (round(x * 32768), clipped to int16) before all metrics: a 16-bit WAV's precision")
 
 
+def preview_sample_rate(options: Mapping[str, Any] | None) -> int:
+    """The rate of a run's clips: ``sample_rate`` of its data options (training) or settings (offline tools).
+
+    The tensors carry no rate; a WAV written at the wrong one plays at the wrong speed and pitch.
+    """
+    rate = (options or {}).get("sample_rate") or PREVIEW_SAMPLE_RATE
+    if int(rate) <= 0:
+        raise ValueError(f"sample_rate={rate} must be positive")
+    return int(rate)
+
+
 def mel_image(samples: Tensor, sample_rate: int = PREVIEW_SAMPLE_RATE, n_mels: int = 80, top_db: float = 80.0) -> np.ndarray:
     """``(C, N)`` or ``(N,)`` -> uint8 ``(n_mels, frames)`` image of the mono mix's log-mel spectrogram."""
     from torchaudio.transforms import MelSpectrogram
@@ -50,8 +64,13 @@ def mel_image(samples: Tensor, sample_rate: int = PREVIEW_SAMPLE_RATE, n_mels: i
     return (scaled.flip(0) * 255).round().to(torch.uint8).numpy()
 
 
-def write_audio_grid(rows: list[Tensor], path: str | Path, pad: int = 2, sample_rate: int = PREVIEW_SAMPLE_RATE) -> Path:
-    """One PNG of mel spectrograms (a row per sample, each ``(K, C, L)``) and a WAV per clip; returns the PNG's path."""
+def write_audio_grid(rows: list[Tensor], path: str | Path, pad: int = 2, sample_rate: int | None = None,
+                     options: Mapping[str, Any] | None = None) -> Path:
+    """One PNG of mel spectrograms (a row per sample, each ``(K, C, L)``) and a WAV per clip; returns the PNG's path.
+
+    The rate is ``sample_rate``, else ``options["sample_rate"]`` (see :func:`preview_sample_rate`).
+    """
+    sample_rate = sample_rate or preview_sample_rate(options)
     if not rows:
         raise ValueError("write_audio_grid needs at least one row")
     path = Path(path)
@@ -71,11 +90,12 @@ def write_audio_grid(rows: list[Tensor], path: str | Path, pad: int = 2, sample_
     return path
 
 
-def write_audio_preview(originals: Tensor, reconstructions: Tensor, path: Path) -> Path:
-    """Originals and reconstructions ``(B, C, L)``: one row per clip (original, reconstruction)."""
-    return write_audio_grid([torch.stack([o, r]) for o, r in zip(originals, reconstructions)], path)
+def write_audio_preview(originals: Tensor, reconstructions: Tensor, path: Path, options: Mapping[str, Any] | None = None) -> Path:
+    """Originals and reconstructions ``(B, C, L)``: one row per clip (original, reconstruction), at the
+    rate of the run's data options."""
+    return write_audio_grid([torch.stack([o, r]) for o, r in zip(originals, reconstructions)], path, options=options)
 
 
-def write_audio_samples(samples: Tensor, path: Path) -> Path:
-    """Generated clips ``(B, C, L)``: one row each."""
-    return write_audio_grid([clip[None] for clip in samples], path)
+def write_audio_samples(samples: Tensor, path: Path, options: Mapping[str, Any] | None = None) -> Path:
+    """Generated clips ``(B, C, L)``: one row each, at the rate of the run's data options."""
+    return write_audio_grid([clip[None] for clip in samples], path, options=options)
