@@ -136,5 +136,6 @@ def test_previews_carry_the_runs_sample_rate(tmp_path, speech):
     assert read_audio(tmp_path / "default_0_0.wav").sample_rate == 16000  # no rate named: the speech models' 16 kHz
     image_writer = get_modality("image").write_preview
     assert with_data_options(image_writer, options) is image_writer
-    with pytest.raises(ValueError, match="sample_rate=-1"):
-        with_data_options(audio.write_preview, {"sample_rate": -1})(clips, clips, tmp_path / "bad.png")
+    for bad in (-1, 0):  # 0 must not fall back to the default silently
+        with pytest.raises(ValueError, match=f"sample_rate={bad}"):
+            with_data_options(audio.write_preview, {"sample_rate": bad})(clips, clips, tmp_path / "bad.png")

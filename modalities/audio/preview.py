@@ -45,7 +45,9 @@ def preview_sample_rate(options: Mapping[str, Any] | None) -> int:
 
     The tensors carry no rate; a WAV written at the wrong one plays at the wrong speed and pitch.
     """
-    rate = (options or {}).get("sample_rate") or PREVIEW_SAMPLE_RATE
+    rate = (options or {}).get("sample_rate")
+    if rate is None:
+        return PREVIEW_SAMPLE_RATE
     if int(rate) <= 0:
         raise ValueError(f"sample_rate={rate} must be positive")
     return int(rate)
@@ -70,7 +72,7 @@ def write_audio_grid(rows: list[Tensor], path: str | Path, pad: int = 2, sample_
 
     The rate is ``sample_rate``, else ``options["sample_rate"]`` (see :func:`preview_sample_rate`).
     """
-    sample_rate = sample_rate or preview_sample_rate(options)
+    sample_rate = preview_sample_rate(options if sample_rate is None else {"sample_rate": sample_rate})
     if not rows:
         raise ValueError("write_audio_grid needs at least one row")
     path = Path(path)
