@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import tarfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
-__all__ = ["UnreadableSampleError", "UNREADABLE_ERRORS", "TooShortError", "skip_kind", "SkipLog"]
+__all__ = ["UnreadableSampleError", "UNREADABLE_ERRORS", "TooShortError", "skip_kind", "skip_notes", "SkipLog"]
 
 
 class UnreadableSampleError(OSError):
@@ -42,6 +42,11 @@ class TooShortError(ValueError):
 def skip_kind(err: BaseException) -> str:
     """The skip count an error belongs to: its ``skip_kind`` attribute, else ``unreadable``."""
     return str(getattr(err, "skip_kind", "unreadable"))
+
+
+def skip_notes(counts: Mapping[str, int], unit: str) -> list[str]:
+    """One line per skip kind, e.g. ``["1 too-short clip(s) skipped", "2 unreadable clip(s) skipped"]``."""
+    return [f"{n} {kind.replace('_', '-')} {unit}(s) skipped" for kind, n in sorted(counts.items()) if n]
 
 
 class SkipLog:

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from core.data.skips import skip_notes
 from core.eval.reconstruction import evaluate_reconstructions
 from core.eval.runtime import PhaseTimer, resolve_device
 from core.eval.samples import LoadedSamples, SampleRequest, sample_loader
@@ -123,8 +124,7 @@ def evaluate_checkpoint(settings: EvalSettings) -> dict[str, Any]:
         notes.extend(_rfid_notes(result.num_features, extractor, samples.unit))
         if result.num_features >= 2:
             fid_info = {"computed": True, **extractor.info, f"num_{samples.unit}s": result.num_features}
-    for kind, count in sorted(result.skipped.items()):
-        notes.append(f"{count} {kind.replace('_', '-')} {samples.unit}(s) skipped")
+    notes.extend(skip_notes(result.skipped, samples.unit))
 
     grid_path = None
     if result.previews and modality.write_grid is not None:

@@ -10,6 +10,7 @@ accumulators and, for rFID, its feature extractor.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,6 @@ class ReconstructionResult:
     Attributes:
         metrics: ``{"steps_<n>": {metric: value}}`` (plus ``rfid`` when features were extracted from >= 2 samples).
         num_samples: samples evaluated.
-        unreadable: samples skipped because they could not be read (not counting ``too_short`` ones).
         skipped: every skipped sample by kind (``{"unreadable": n, "too_short": m}``; see
             :func:`~core.data.skips.skip_kind`), so short clips are not reported as corrupt files.
         num_features: samples whose reference features were extracted (0: no rFID).
@@ -48,11 +48,15 @@ class ReconstructionResult:
 
     metrics: dict[str, dict[str, float]]
     num_samples: int
-    unreadable: int = 0
     num_features: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     previews: list[Tensor] = field(default_factory=list)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def unreadable(self) -> int:
+        """Samples skipped because they could not be read (not counting ``too_short`` ones)."""
+        return self.skipped.get("unreadable", 0)
 
 
 def _channels_last(x: Tensor) -> np.ndarray:
@@ -103,15 +107,13 @@ def evaluate_reconstructions(
     arrays: dict[str, list[np.ndarray]] = {"original": [], **{step_key(n): [] for n in steps}}
     quantize = quantization or (lambda x: x)
     position = evaluated = 0
-    skips: dict[str, int] = {}
+    skips: Counter[str] = Counter()
     tick = time.perf_counter()
     for batch in batches:
         x = batch["x"]
         skipped = int(batch.get("unreadable", 0))
         # loaders that only count skips (no "skips" by kind) report them all as unreadable
-        batch_skips = batch.get("skips") or ({"unreadable": skipped} if skipped else {})
-        for kind, n in batch_skips.items():
-            skips[kind] = skips.get(kind, 0) + int(n)
+        skips.update(batch.get("skips") or ({"unreadable": skipped} if skipped else {}))
         count = (0 if x is None else len(x)) + skipped
         indices = batch.get("index")
         if indices is None:
@@ -169,7 +171,7 @@ def evaluate_reconstructions(
             results[step_key(n)][getattr(features, "metric_name", "rfid")] = frechet_distance(real, fake_banks[n].features())
         timer.add("fid_distance", tick)
     return ReconstructionResult(
-        metrics=results, num_samples=evaluated, unreadable=skips.get("unreadable", 0), skipped=dict(skips),
+        metrics=results, num_samples=evaluated, skipped=dict(skips),
         num_features=len(real_bank) if features is not None else 0,
         previews=previews, arrays={key: np.concatenate(parts) for key, parts in arrays.items() if parts},
     )

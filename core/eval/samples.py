@@ -8,6 +8,7 @@ collation that drops unreadable samples while keeping every sample's position, a
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,17 +119,13 @@ def collate_loaded(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Batch of the readable items: ``x`` (B_ok, C, *spatial) or None, ``index``/``label`` (B_ok,), ``unreadable``
     (all skipped items), ``skips`` (``{kind: count}``) and ``count``."""
     ok = [item for item in items if item["x"] is not None]
-    skips: dict[str, int] = {}
-    for item in items:
-        if item["x"] is None:
-            kind = item.get("skip") or "unreadable"
-            skips[kind] = skips.get(kind, 0) + 1
+    skips = Counter(item.get("skip") or "unreadable" for item in items if item["x"] is None)
     return {
         "x": torch.stack([item["x"] for item in ok]) if ok else None,
         "index": torch.tensor([item["index"] for item in ok], dtype=torch.long),
         "label": torch.tensor([item["label"] for item in ok], dtype=torch.long),
         "unreadable": len(items) - len(ok),
-        "skips": skips,
+        "skips": dict(skips),
         "count": len(items),
     }
 

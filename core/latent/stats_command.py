@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from core.data.skips import skip_notes
 from core.eval.runtime import resolve_device
 from core.eval.samples import LoadedSamples, SampleRequest, sample_loader
 from core.latent.stats import compute_latent_moments
@@ -92,15 +94,14 @@ def compute_dataset_latent_stats(settings: LatentStatsSettings) -> dict[str, Any
     samples = modality.select_eval_samples(settings.sample_request())
     loader = sample_loader(LoadedSamples(samples.refs, samples.load), settings.batch_size, settings.num_workers)
     generator = torch.Generator(device=device).manual_seed(settings.seed)
-    skipped: dict[str, int] = {}  # kind -> count (unreadable / too_short)
+    skipped: Counter[str] = Counter()  # kind -> count (unreadable / too_short)
 
     def readable_batches() -> Iterator[Tensor]:
         from tqdm import tqdm
 
         with tqdm(total=len(samples.refs), unit=samples.unit, desc="latent stats", disable=not settings.progress, dynamic_ncols=True) as bar:
             for batch in loader:
-                for kind, n in batch["skips"].items():
-                    skipped[kind] = skipped.get(kind, 0) + n
+                skipped.update(batch["skips"])
                 bar.update(batch["count"])
                 if batch["x"] is not None:
                     yield batch["x"].to(device)
@@ -136,8 +137,8 @@ def compute_dataset_latent_stats(settings: LatentStatsSettings) -> dict[str, Any
                                 extra={"latent_stats": {count_key: report[count_key], "latent": report["latent"], "source": location}})
     report["tokenizer"] = str(target)
     (target / STATS_FILE).write_text(json.dumps(report, indent=2))
-    for kind, count in sorted(skipped.items()):
-        log.warning("%d %s %s(s) skipped", count, kind.replace("_", "-"), samples.unit)
+    for note in skip_notes(skipped, samples.unit):
+        log.warning("%s", note)
     return report
 
 

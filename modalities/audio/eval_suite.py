@@ -5,7 +5,7 @@ Protocol (the loop is core's; every choice is recorded in the report):
 - clips: a seeded class-stratified subset of N files of a folder, webdataset shards or the bundled speech;
 - eval transform: decode (soundfile), resample to ``sample_rate``, channel policy, the centre crop of
   ``seconds`` rounded down to a multiple of ``hop`` (give the tokenizer's hop), RMS to ``level_db`` dBFS
-  (no random gain), clamp; files shorter than the crop are skipped and reported as unreadable by the loop;
+  (no random gain), clamp; files shorter than the crop are skipped and reported as ``too_short`` (apart from unreadable ones) by the loop;
 - reconstructions are rounded to 16-bit PCM before every metric;
 - metrics (:mod:`modalities.audio.metrics`): SI-SDR, waveform L1, PESQ-WB, STOI. No FAD: every audio
   Fréchet embedding (VGGish, CLAP, PANNs) needs a weights download.
