@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from benchmarks.decode_table import run_header
 from benchmarks.results_io import write_result
 
 __all__ = ["blur", "degradation_rows", "schedule_rows", "main"]
@@ -45,15 +44,13 @@ def blur(x: Tensor, sigma: float) -> Tensor:
     return F.conv2d(y, kernel.view(1, 1, 9, 1).repeat(channels, 1, 1, 1), groups=channels)
 
 
-def _psnr_mean(a: Tensor, b: Tensor) -> float:
-    mse = ((a - b) / 2).pow(2).flatten(1).mean(1)  # [-1, 1] -> [0, 1] scale
-    return (-10 * mse.log10()).mean().item()
-
-
 @torch.no_grad()
 def degradation_rows(tiles: Tensor, features: Any, seed: int = 0) -> list[dict[str, Any]]:
-    """PSNR and rFID of ``tiles`` + noise / blurred ``tiles`` against ``tiles`` themselves."""
+    """PSNR (8-bit, mean per tile, as :func:`recipes.image.report.score_crops` reports it) and rFID of
+    ``tiles`` + noise / blurred ``tiles`` against ``tiles`` themselves."""
     from core.eval.frechet import frechet_distance
+    from modalities.image.metrics import psnr_per_image
+    from modalities.image.preview import to_uint8
 
     reference = features(tiles)
     generator = torch.Generator().manual_seed(seed)
@@ -62,7 +59,8 @@ def degradation_rows(tiles: Tensor, features: Any, seed: int = 0) -> list[dict[s
     rows = []
     for label, degraded in variants:
         degraded = degraded.clamp(-1, 1)
-        rows.append({"degradation": label, "psnr": _psnr_mean(degraded, tiles), "rfid": frechet_distance(reference, features(degraded))})
+        psnr = psnr_per_image(to_uint8(tiles), to_uint8(degraded)).mean().item()
+        rows.append({"degradation": label, "psnr": psnr, "rfid": frechet_distance(reference, features(degraded))})
     return rows
 
 
@@ -83,7 +81,6 @@ def schedule_rows(export: str | Path, tiles: Tensor, schedules: list[str], seed:
         tokenizer.sampling = dataclasses.replace(default, grid=grid, power=power_f, solver=solver)
         scores = score_crops(tokenizer, tiles, [steps_n], seed=seed)[f"steps_{steps_n}"]
         rows.append({"schedule": spec, **{k: scores[k] for k in ("psnr_mean_per_image", "ssim", "hf_ratio", "rfid")}})
-    tokenizer.sampling = default
     return rows
 
 
@@ -115,8 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         for row in schedules:
             print(f"| {row['schedule']} | {row['psnr_mean_per_image']:.2f} | {row['ssim']:.3f} | {row['hf_ratio']:.2f} | {row['rfid']:.1f} |")
     write_result({
-        "benchmark": "rfid_sensitivity", "date": date.today().isoformat(), "machine": platform.machine(),
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "num_tiles": len(tiles), "crop": args.crop,
+        **run_header("rfid_sensitivity", torch.device("cpu"), "fp32"), "num_tiles": len(tiles), "crop": args.crop,
         "resize": args.resize, "export": args.export, "degradations": degradations, "schedules": schedules,
     }, args.out)
 
