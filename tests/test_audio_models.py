@@ -29,6 +29,7 @@ EXACT_PARAMS = {
     "s": (4_393_568, 23_230_177),
     "b44k": (21_551_040, 127_950_305),
     "s50hz": (4_620_080, 14_797_057),
+    "tiny_hop16": (111_224, 483_473),
 }
 
 
@@ -49,7 +50,7 @@ def test_every_registered_size_has_an_exact_parameter_count():
 
 def test_sizes_have_the_spec_rates_and_hops():
     expected = {"tiny": (16000, 256, 62.5, 16), "s": (16000, 256, 62.5, 16), "b44k": (44100, 2048, 44100 / 2048, 64),
-                "s50hz": (16000, 320, 50.0, 16)}
+                "s50hz": (16000, 320, 50.0, 16), "tiny_hop16": (16000, 16, 1000.0, 4)}
     for name, (rate, hop, frame_rate, cz) in expected.items():
         row = audio_size(name)
         assert (row.sample_rate, row.hop, row.frame_rate, row.latent_channels) == (rate, hop, frame_rate, cz)

@@ -152,8 +152,13 @@ def test_cpu_evidence_run_scores_the_held_out_clip_over_training_and_a_student(t
     assert list(evidence["scores"]) == ["0", "1", "2"] and list(evidence["scores"]["2"]["metrics"]) == ["steps_1", "steps_2"]
     for score in evidence["scores"].values():
         assert "data.root=" in score["command"] and str(tmp_path / "demo" / "val") in score["command"]  # held out only
+        assert "hop=16 " in score["command"]  # the default size's hop (tiny_hop16), not tiny's 256
         assert all(isinstance(score["metrics"]["steps_1"][m], float) for m in ("si_sdr", "mel_distance", "pesq_wb"))
     assert evidence["teacher"]["global_step"] == 2 and evidence["student"]["global_step"] == 1
     assert list(evidence["student"]["metrics"]) == ["steps_1"] and "evaluate" in evidence["student"]["score"]["command"]
+    for model in ("untrained", "teacher/export", "student/export"):  # one architecture throughout: the size's
+        config = json.loads((tmp_path / model / "config.json").read_text())
+        assert config["autoencoder"]["encoder"]["name"] == config["autoencoder"]["decoder"]["name"] == "audio_tiny_hop16", model
+        assert config["latent"]["channels"] == 4 and config["latent"]["downsample_factor"] == 16, model
     saved = json.loads((tmp_path / "evidence.json").read_text())
     assert saved["scores"].keys() == evidence["scores"].keys() and "| 1-step student | +1 distill | 1 |" in markdown_table(saved)
