@@ -1,4 +1,4 @@
-"""CPU evidence run: ``audio_tiny`` trained on the bundled speech, scored on the held-out clip over training.
+"""CPU evidence run: an audio tokenizer (default ``audio_tiny_hop16``) trained on the bundled speech, scored on the held-out clip over training.
 
     python -m recipes.audio.cpu_evidence out=outputs/audio_cpu_evidence   # defaults: 4000 + 200 distillation steps, ~25 CPU-min
     python -m recipes.audio.cpu_evidence size=tiny                        # the quickstart's audio_tiny (16x compression)
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         (out / "evidence.json").write_text(json.dumps(evidence, indent=2))  # partial results survive an interrupted run
 
     if settings.distill_steps > 0:
-        student_overrides = [*data, f"output_dir={out / 'student'}", f"distill.teacher={teacher.export_dir}", f"distill.sampling.teacher_steps={settings.teacher_steps}",
+        student_overrides = [*data, f"output_dir={out / 'student'}", f"distill.teacher={teacher.export_dir}",
+                             f"distill.sampling.teacher_steps={settings.teacher_steps}",
                              f"trainer.max_steps={settings.distill_steps}", f"optim.lr={settings.distill_lr}",
                              f"trainer.checkpoint_every_n_steps={settings.distill_steps}",
                              f"trainer.preview_every_n_steps={settings.distill_steps}"]

@@ -11,7 +11,7 @@ b44k        44.1 kHz, 2048 → 21.5 64    2     ``conv_encoder`` 1-D, base 32   
 s50hz       16 kHz, 320 → 50     16     1     causal ``strided_conv1d_encoder``       4.62M / 14.80M
 tiny_hop16  16 kHz, 16 → 1000     4      1     ``conv_encoder`` 1-D, base 16           0.11M / 0.48M
 ==========  ===================  =====  ====  =====================================  ==============
-  
+
 ``tiny_hop16`` is the CPU evidence size: ``tiny``'s first five stages with C_z 4, i.e. 4 latent values per
 16 samples (4x fewer values than samples, ``tiny`` has 16x). At ``tiny``'s 16x the CPU runs learn the
 spectrum but not the waveform (SI-SDR stays below -28 dB); at 4x they learn both in minutes.
