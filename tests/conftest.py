@@ -14,7 +14,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("DIFFTOK_CACHE", str(ROOT / ".cache" / "difftok-tests"))
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under pytest-xdist (the README's `-n 2`) the workers share the cores: one thread each on a 2-core
+# machine, and so do the training subprocesses some tests start (OpenMP threads that outnumber the
+# free cores spin-wait: one 9 s test took 227 s next to a 2-thread subprocess).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_THREADS = max(1, min(2, torch.get_num_threads()) // _WORKERS)
+torch.set_num_threads(_THREADS)
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
 
 from core.builder import AutoencoderConfig, ComponentConfig  # noqa: E402
 
@@ -35,6 +42,27 @@ def tiny_config(spatial_dims: int = 2, in_channels: int = 3, latent_channels: in
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg
+
+
+_FAULT_TALLIES: list[dict] = []  # tests/test_fault_injection.py's per-worker tallies (pytest-xdist controller)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """pytest-xdist: collect a finished worker's fault-injection tally."""
+    tally = getattr(node, "workeroutput", {}).get("fault_tally")
+    if tally is not None:
+        _FAULT_TALLIES.append(tally)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _FAULT_TALLIES:
+        return
+    seeds = ", ".join(str(t["seed"]) for t in _FAULT_TALLIES)
+    total = {key: sum(t[key] for t in _FAULT_TALLIES) for key in ("kills", "resumed_segments", "bit_exact_runs")}
+    terminalreporter.write_line(
+        f"fault injection (seeds {seeds}): {total['kills']} SIGKILLs injected, {total['resumed_segments']} resumed "
+        f"segments, {total['bit_exact_runs']} killed-and-resumed runs bit-identical to their uninterrupted run")
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ Also: two runs in one folder (the second is refused), a fresh run in a used fold
 that leaves ``config.yaml`` alone, and a 2-job Hydra sweep whose jobs keep separate folders.
 
 The kill steps are drawn at random (seed printed; replay with ``DIFFTOK_FAULT_SEED=<seed>``), and
-the totals of kills and bit-exact resumes are printed at the end of the module.
+the totals of kills and bit-exact resumes are printed at the end of the module (under pytest-xdist:
+summed over the workers, with each worker's seed, at the end of the session).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module", autouse=True)
 def closing_note(request):
     yield
+    worker_output = getattr(request.config, "workeroutput", None)
+    if worker_output is not None:  # a pytest-xdist worker: conftest.py sums the workers' tallies and prints them
+        worker_output["fault_tally"] = {**TALLY, "seed": SEED}
+        return
     line = (f"\nfault injection (seed {SEED}): {TALLY['kills']} SIGKILLs injected, {TALLY['resumed_segments']} resumed "
             f"segments, {TALLY['bit_exact_runs']} killed-and-resumed runs bit-identical to their uninterrupted run")
     capture = request.config.pluginmanager.get_plugin("capturemanager")

@@ -134,15 +134,18 @@ def test_overrides_name_the_missing_field():
         with_overrides(base, {"optim.learning_rate": 1e-3})
 
 
-def test_quickstart_trains_with_the_learning_rate_decay(monkeypatch):
-    import recipes.image.quickstart as quickstart
+@pytest.mark.parametrize("module_name", ["recipes.image.quickstart", "recipes.image.ssdd_cpu_evidence"])
+def test_cpu_recipe_trains_with_the_learning_rate_decay(monkeypatch, module_name):
+    import importlib
+
     from recipes.lr_decay import LinearDecayToZero
 
+    module = importlib.import_module(module_name)
     seen = {}
-    monkeypatch.setattr(quickstart, "train", lambda cfg, callbacks=None: seen.setdefault("callbacks", callbacks))
-    quickstart.RECIPE.train_fn(compose_recipe(quickstart.RECIPE))
+    monkeypatch.setattr(module, "train", lambda cfg, callbacks=None: seen.setdefault("callbacks", callbacks))
+    module.RECIPE.train_fn(compose_recipe(module.RECIPE))
     (decay,) = seen["callbacks"]
-    assert isinstance(decay, LinearDecayToZero) and decay.decay_fraction == quickstart.LR_DECAY_FRACTION
+    assert isinstance(decay, LinearDecayToZero) and decay.decay_fraction == module.LR_DECAY_FRACTION
 
 
 def test_ssdd_evidence_student_composes_with_the_teachers_8_step_decode(tmp_path):

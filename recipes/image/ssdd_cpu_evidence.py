@@ -21,11 +21,12 @@ biases, shorter side drawn in [s, 2s] before the crop) except:
   this machine) they would only add noise;
 - latent f8c16 (paper: f8c4): the same 1,024 latent numbers per 64² crop as the DiTo evidence's
   f4c4 (the U-ViT decoder needs a factor of at least 8); the encoder is at 1/8 width;
-- optimiser AdamW lr 2e-3, clip 1.0 (paper: schedule-free RAdam, lr 8e-4 for decoder pre-training,
-  clip 0.1). In probes at f8c16 (``docs/benchmarks.md``; held-out 8-step PSNR at step 100)
+- optimiser AdamW lr 2e-3, clip 1.0, the rate annealed linearly to zero over the last half of the run
+  (:class:`recipes.lr_decay.LinearDecayToZero`, the distillation run too; paper: schedule-free RAdam,
+  lr 8e-4 for decoder pre-training, clip 0.1). In probes at f8c16 (``docs/benchmarks.md``; held-out 8-step PSNR at step 100)
   schedule-free RAdam reached 7.9 dB (lr 8e-4) and 9.2 dB (4e-3), AdamW 11.8 dB (1e-3) and
   13.0 dB (2e-3): the schedule-free average lags its iterates for longer than this run;
-- EMA from step 0 (paper: 50K), batch 8 of 64² crops (paper: 256 of 128²), s = 128, 1,800 steps;
+- EMA from step 0 (paper: 50K), batch 8 of 64² crops (paper: 256 of 128²), s = 128, 2,400 steps;
 - distillation: 8 teacher steps (the teacher's own default decode; paper: 12), lr 5e-4
   (paper: 1e-4) for 200 steps, EMA 0.99.
 """
@@ -38,17 +39,20 @@ from core.builder import ComponentConfig
 from core.distill import DistillationConfig
 from core.training.cli import Recipe, run_recipe
 from core.training.config import ExperimentConfig, with_overrides
+from core.training.run import train
 from core.training.skeleton import TrainResult
 from recipes.image.cpu_demo import CPU_DEMO_DELTAS
 from recipes.image.report import CropSet, write_reconstruction_report
 from recipes.image.ssdd_common import ssdd_experiment
+from recipes.lr_decay import LinearDecayToZero
 
 EVAL_STEPS = (1, 8)
 REPORT_CROPS = CropSet(size=64)  # every 64² tile of the held-out photographs at eval_resize 256: 64 crops
 REDUCED_DECODER = {"channels": 16, "channels_mult": [1, 2, 3, 3], "num_layers": 4, "heads": 2, "num_groups": 8}
 REDUCED_ENCODER = {"base_channels": 16, "channels_mult": [1, 2, 4, 4], "num_res_blocks": 1, "num_groups": 8}
 
-MAX_STEPS = 1800  # 2,246 s of training at one thread; held-out tiles 21.1 dB (docs/benchmarks.md)
+MAX_STEPS = 2400  # 2,773 s of training at one thread; held-out tiles 22.1–22.4 dB (docs/benchmarks.md)
+LR_DECAY_FRACTION = 0.5  # the rate falls linearly to zero over the last half of the run
 
 # SSDD's stage 0 (encoder and decoder trained jointly, the paper's objective), reduced (see the module docstring)
 SSDD_CPU_DELTAS = {
@@ -81,12 +85,18 @@ def build_config() -> ExperimentConfig:
     return with_overrides(ssdd_experiment("encoder", "m", name="ssdd_cpu_evidence"), SSDD_CPU_DELTAS)
 
 
+def train_with_decay(cfg: Any) -> TrainResult:
+    """:func:`core.training.run.train` with the rate annealed to zero over the last :data:`LR_DECAY_FRACTION`
+    of ``trainer.max_steps`` (the distillation run too)."""
+    return train(cfg, callbacks=[LinearDecayToZero(LR_DECAY_FRACTION)])
+
+
 def write_report(cfg: Any, result: TrainResult) -> dict[str, Any]:
     """Held-out PSNR/SSIM/sharpness/rFID with 1 and 8 Euler steps (power-2 grid), loss plot, metrics JSON."""
     return write_reconstruction_report(cfg, result, steps=EVAL_STEPS, crops=REPORT_CROPS)
 
 
-RECIPE = Recipe(name="ssdd_cpu_evidence", build_config=build_config, after_train=write_report)
+RECIPE = Recipe(name="ssdd_cpu_evidence", build_config=build_config, after_train=write_report, train_fn=train_with_decay)
 
 
 def main() -> None:
