@@ -15,8 +15,8 @@ if str(ROOT) not in sys.path:
 
 os.environ.setdefault("DIFFTOK_CACHE", str(ROOT / ".cache" / "difftok-tests"))
 # Under pytest-xdist (the README's `-n 2`) the workers share the cores: one thread each on a 2-core
-# machine, and so do the training subprocesses some tests start (OpenMP threads that outnumber the
-# free cores spin-wait: one 9 s test took 227 s next to a 2-thread subprocess).
+# machine, and the same for the training subprocesses some tests start, so that two workers and
+# their subprocesses do not ask for more OpenMP threads than there are cores.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 _THREADS = max(1, min(2, torch.get_num_threads()) // _WORKERS)
 torch.set_num_threads(_THREADS)
