@@ -26,7 +26,7 @@ biases, shorter side drawn in [s, 2s] before the crop) except:
   lr 8e-4 for decoder pre-training, clip 0.1). In probes at f8c16 (``docs/benchmarks.md``; held-out
   8-step PSNR at step 100) schedule-free RAdam reached 7.9 dB (lr 8e-4) and 9.2 dB (4e-3), AdamW
   11.8 dB (1e-3) and 13.0 dB (2e-3): the schedule-free average lags its iterates for longer than this
-  run; at 2,400 steps the decay adds 1.0–1.1 dB on the held-out tiles over a constant-rate 1,800-step run;
+  run; 2,400 steps with the decay score 1.0–1.1 dB above a constant-rate 1,800-step run on the held-out tiles;
 - EMA from step 0 (paper: 50K), batch 8 of 64² crops (paper: 256 of 128²), s = 128, 2,400 steps;
 - distillation: 8 teacher steps (the teacher's own default decode; paper: 12), lr 5e-4
   (paper: 1e-4) for 200 steps, EMA 0.99.
