@@ -13,7 +13,10 @@ from typing import Any
 
 import lightning as L
 
-__all__ = ["LinearDecayToZero", "decay_factor"]
+from core.training.run import train
+from core.training.skeleton import TrainResult
+
+__all__ = ["LinearDecayToZero", "decay_factor", "train_with_decay"]
 
 
 def decay_factor(step: int, max_steps: int, decay_fraction: float) -> float:
@@ -44,3 +47,9 @@ class LinearDecayToZero(L.Callback):
         for optimizer in trainer.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+
+
+def train_with_decay(cfg: Any, decay_fraction: float) -> TrainResult:
+    """:func:`core.training.run.train` with the rate annealed to zero over the last ``decay_fraction`` of
+    ``trainer.max_steps``; a recipe's ``train_fn`` as ``functools.partial(train_with_decay, decay_fraction=f)``."""
+    return train(cfg, callbacks=[LinearDecayToZero(decay_fraction)])

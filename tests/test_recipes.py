@@ -138,11 +138,12 @@ def test_overrides_name_the_missing_field():
 def test_cpu_recipe_trains_with_the_learning_rate_decay(monkeypatch, module_name):
     import importlib
 
+    import recipes.lr_decay as lr_decay
     from recipes.lr_decay import LinearDecayToZero
 
     module = importlib.import_module(module_name)
     seen = {}
-    monkeypatch.setattr(module, "train", lambda cfg, callbacks=None: seen.setdefault("callbacks", callbacks))
+    monkeypatch.setattr(lr_decay, "train", lambda cfg, callbacks=None: seen.setdefault("callbacks", callbacks))
     module.RECIPE.train_fn(compose_recipe(module.RECIPE))
     (decay,) = seen["callbacks"]
     assert isinstance(decay, LinearDecayToZero) and decay.decay_fraction == module.LR_DECAY_FRACTION

@@ -30,19 +30,19 @@ Deviations from the DiTo-B paper recipe (each chosen by a measured probe, see do
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from core.builder import ComponentConfig
 from core.training.cli import Recipe, run_recipe
 from core.training.config import ExperimentConfig, with_overrides
-from core.training.run import train
 from core.training.skeleton import TrainResult
 from recipes.image.cpu_demo import CPU_DEMO_DELTAS, cpu_dito_networks
 from recipes.image.dito_common import dito_experiment
 from recipes.image.report import CropSet, write_reconstruction_report
-from recipes.lr_decay import LinearDecayToZero
+from recipes.lr_decay import train_with_decay
 
-__all__ = ["QUICKSTART_DELTAS", "REPORT_CROPS", "LR_DECAY_FRACTION", "build_config", "train_quickstart", "write_report", "RECIPE"]
+__all__ = ["QUICKSTART_DELTAS", "REPORT_CROPS", "LR_DECAY_FRACTION", "build_config", "write_report", "RECIPE"]
 
 EVAL_STEPS = (1, 10, 50)
 RESIZE = 128  # shorter side of every photograph, training and evaluation alike
@@ -74,19 +74,14 @@ def build_config() -> ExperimentConfig:
     return with_overrides(dito_experiment("b", name="quickstart"), QUICKSTART_DELTAS)
 
 
-def train_quickstart(cfg: Any) -> TrainResult:
-    """:func:`core.training.run.train` with the learning rate annealed to zero over the last
-    :data:`LR_DECAY_FRACTION` of ``trainer.max_steps``."""
-    return train(cfg, callbacks=[LinearDecayToZero(LR_DECAY_FRACTION)])
-
-
 def write_report(cfg: Any, result: TrainResult) -> dict[str, Any]:
     """Score the held-out photographs and their :data:`REPORT_CROPS` tiles with 1/10/50 Euler steps;
     write ``reconstructions.png``, ``loss.png``, ``metrics.json``."""
     return write_reconstruction_report(cfg, result, steps=EVAL_STEPS, crops=REPORT_CROPS)
 
 
-RECIPE = Recipe(name="quickstart", build_config=build_config, after_train=write_report, train_fn=train_quickstart)
+RECIPE = Recipe(name="quickstart", build_config=build_config, after_train=write_report,
+                train_fn=partial(train_with_decay, decay_fraction=LR_DECAY_FRACTION))
 
 
 def main() -> None:

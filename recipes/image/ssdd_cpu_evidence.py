@@ -34,18 +34,18 @@ biases, shorter side drawn in [s, 2s] before the crop) except:
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from core.builder import ComponentConfig
 from core.distill import DistillationConfig
 from core.training.cli import Recipe, run_recipe
 from core.training.config import ExperimentConfig, with_overrides
-from core.training.run import train
 from core.training.skeleton import TrainResult
 from recipes.image.cpu_demo import CPU_DEMO_DELTAS
 from recipes.image.report import CropSet, write_reconstruction_report
 from recipes.image.ssdd_common import ssdd_experiment
-from recipes.lr_decay import LinearDecayToZero
+from recipes.lr_decay import train_with_decay
 
 EVAL_STEPS = (1, 8)
 REPORT_CROPS = CropSet(size=64)  # every 64² tile of the held-out photographs at eval_resize 256: 64 crops
@@ -86,18 +86,13 @@ def build_config() -> ExperimentConfig:
     return with_overrides(ssdd_experiment("encoder", "m", name="ssdd_cpu_evidence"), SSDD_CPU_DELTAS)
 
 
-def train_with_decay(cfg: Any) -> TrainResult:
-    """:func:`core.training.run.train` with the rate annealed to zero over the last :data:`LR_DECAY_FRACTION`
-    of ``trainer.max_steps`` (the distillation run too)."""
-    return train(cfg, callbacks=[LinearDecayToZero(LR_DECAY_FRACTION)])
-
-
 def write_report(cfg: Any, result: TrainResult) -> dict[str, Any]:
     """Held-out PSNR/SSIM/sharpness/rFID with 1 and 8 Euler steps (power-2 grid), loss plot, metrics JSON."""
     return write_reconstruction_report(cfg, result, steps=EVAL_STEPS, crops=REPORT_CROPS)
 
 
-RECIPE = Recipe(name="ssdd_cpu_evidence", build_config=build_config, after_train=write_report, train_fn=train_with_decay)
+RECIPE = Recipe(name="ssdd_cpu_evidence", build_config=build_config, after_train=write_report,
+                train_fn=partial(train_with_decay, decay_fraction=LR_DECAY_FRACTION))
 
 
 def main() -> None:
