@@ -103,7 +103,8 @@ class TruncatedDecode:
 
 
 def schedule_rows(export: str | Path, tiles: Tensor, schedules: list[str], seed: int = 0) -> list[dict[str, Any]]:
-    """:func:`recipes.image.report.score_crops` of one export's decodes under each ``steps:grid:power:solver``."""
+    """:func:`recipes.image.report.score_crops` of one export's decodes under each ``steps:grid:power:solver[:stop]``
+    (with ``stop``, through :class:`TruncatedDecode`); each row also counts the network calls."""
     from core.pretrained import from_pretrained
     from core.samplers.grids import time_grid
     from recipes.image.report import score_crops
