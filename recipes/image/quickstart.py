@@ -2,14 +2,15 @@
 write a reconstruction grid, a loss plot and a metrics JSON (PSNR, SSIM, sharpness and rFID on
 held-out photographs).
 
-    python -m recipes.image.quickstart                       # defaults (400 steps; timings in docs/quickstart.md)
+    python -m recipes.image.quickstart                       # defaults (700 steps; timings in docs/quickstart.md)
     python -m recipes.image.quickstart trainer.max_steps=50  # a smoke run
 
 DiTo-style means: LDM-style conv encoder, LayerNorm latent, flow matching with
 sigma_min = 1e-5, a consistency-decoder-style UNet conditioned by concatenating the
 nearest-upsampled latent, Euler decoding from t = 1 on a uniform grid.
 
-Deviations from the DiTo-B paper recipe (each chosen by a measured probe, see docs/quickstart.md):
+Deviations from the DiTo-B paper recipe (each chosen by a measured probe, run at 400 steps unless
+stated; see docs/quickstart.md):
 
 - widths and depths cut to fit a CPU (encoder base 16, 1 ResBlock per level; decoder stages
   16-32-64-64 with 1/1/2 blocks; DiTo-B: 128 and 3/2/4);
@@ -23,7 +24,9 @@ Deviations from the DiTo-B paper recipe (each chosen by a measured probe, see do
 - optimiser: AdamW at lr 3e-3 (DiTo: 1e-4), global-norm clip 1.0 (DiTo: none), and the rate
   annealed linearly to zero over the last half of the run (:class:`recipes.lr_decay.LinearDecayToZero`;
   DiTo: constant), because a few hundred steps end while the weights still take large steps;
-- batch 16 and :data:`STEPS` steps (DiTo: 64 and 300K);
+- batch 16 and :data:`STEPS` steps (DiTo: 64 and 300K): the most that fits the 3-minute budget with
+  room for a slower machine (400 / 700 / 800 / 1600 steps: 20.8 / 23.1 / 23.3 / 25.1 dB at 1 step on
+  the held-out crops);
 - evaluation on every 32² tile of the three held-out photographs at the training scale
   (:data:`REPORT_CROPS`, 64 crops: enough for an rFID) besides the 96² center crops of the grid.
 """
@@ -46,7 +49,7 @@ __all__ = ["QUICKSTART_DELTAS", "REPORT_CROPS", "LR_DECAY_FRACTION", "build_conf
 
 EVAL_STEPS = (1, 10, 50)
 RESIZE = 128  # shorter side of every photograph, training and evaluation alike
-STEPS = 400  # 2 idle cores: training 79 s (≈ 0.2 s/step), the whole command 138 s; docs/quickstart.md has the measurements
+STEPS = 700  # 2 idle cores: training 94 s (0.13 s/step), the whole command 129 s (2026-12-04); docs/quickstart.md has the frontier 400-1600
 LR_DECAY_FRACTION = 0.5  # the rate falls linearly to zero over the last half of the run
 REPORT_CROPS = CropSet(size=32)  # every 32² tile of the held-out photographs at RESIZE: 64 crops
 
