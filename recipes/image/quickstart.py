@@ -49,7 +49,7 @@ __all__ = ["QUICKSTART_DELTAS", "REPORT_CROPS", "LR_DECAY_FRACTION", "build_conf
 
 EVAL_STEPS = (1, 10, 50)
 RESIZE = 128  # shorter side of every photograph, training and evaluation alike
-STEPS = 700  # 2 idle cores: training 94 s (0.13 s/step), the whole command 129 s (2026-12-04); docs/quickstart.md has the frontier 400-1600
+STEPS = 700  # 2 idle cores: training 91 s (0.13 s/step), the whole command 124 s (2026-12-04); docs/quickstart.md has the frontier 400-1600
 LR_DECAY_FRACTION = 0.5  # the rate falls linearly to zero over the last half of the run
 REPORT_CROPS = CropSet(size=32)  # every 32² tile of the held-out photographs at RESIZE: 64 crops
 
